@@ -1,0 +1,42 @@
+# The two commands (see README.md):
+#   make run    provision the local platform, run the conformance suites, write the report
+#   make test   the harness's own tests and the smoke suite against a real local platform
+#
+# Both set everything up themselves: nginx (apt-get), a virtualenv in .venv,
+# and the component binaries, built from their Go modules into
+# $(STACKPROOF_CACHE) (default ~/.cache/stackproof) on first use.
+
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+export STACKPROOF_CACHE ?= $(HOME)/.cache/stackproof
+RESULTS ?= results
+# pytest's exit code 5 means "no tests ran": that is a failure, never a pass
+PYTEST_NO_EMPTY = rc=$$?; if [ $$rc -eq 5 ]; then echo "stackproof: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+.PHONY: run test setup build doctor clean
+run: setup build
+	$(BIN)/stackproof run --results $(RESULTS)
+
+test: setup build
+	$(BIN)/python -m pytest tests suites/smoke -n 2 --timeout=900 \
+	  --junitxml=$(RESULTS)/test-junit.xml; $(PYTEST_NO_EMPTY)
+
+setup: $(VENV)/.installed
+	@scripts/system-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+# build (or find in the cache) the newest release's binaries, with progress
+build: setup
+	$(BIN)/stackproof build
+
+doctor: setup
+	$(BIN)/stackproof doctor
+
+clean:
+	rm -rf $(VENV) $(RESULTS)

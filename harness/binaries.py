@@ -1,0 +1,352 @@
+"""Resolve ``component@version`` to an executable.
+
+Order, first hit wins:
+
+1. an explicit override: ``STACKPROOF_BIN_<COMPONENT>=/path/to/binary``
+   (e.g. ``STACKPROOF_BIN_CORTEX``); used as given, whatever the version;
+2. the cache: ``<cache>/bin/<component>/<version>/<component>`` with a
+   ``manifest.json`` written only after a complete build or download;
+3. a build from the component's published Go module with the Go toolchain,
+   through a small wrapper module that repeats the upstream ``replace``
+   directives (``go install module@version`` refuses modules that have them);
+4. the official release archive, checked against the published SHA-256, when
+   the Go toolchain is missing and ``STACKPROOF_ALLOW_DOWNLOAD=1``.
+
+The cache directory is ``$STACKPROOF_CACHE`` or ``~/.cache/stackproof``.
+Builds print progress and keep ``build.log`` next to the wrapper module; a
+failed build names the component, the version and the last lines of the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from .errors import ComponentError, StackproofError
+
+LOG_TAIL_LINES = 25
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("STACKPROOF_CACHE") or Path.home() / ".cache" / "stackproof")
+
+
+@dataclass(frozen=True)
+class GoRecipe:
+    """How to build one component from its published Go module."""
+
+    module: str  # e.g. github.com/grafana/loki/v3
+    package: str  # the main package, e.g. github.com/grafana/loki/v3/cmd/loki
+    # module version as tagged, from the component's release version
+    module_version: Callable[[str], str] = lambda v: v
+    # -ldflags -X targets for version info, {version} is substituted
+    version_vars: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ArchiveRecipe:
+    """Where the official release archive lives, for users with internet."""
+
+    url: str  # {version} (with v) and {bare} (without v) are substituted
+    checksums_url: str  # a sha256sum-style file listing the archive
+    member: str  # path of the binary inside the archive ("" for a bare binary)
+
+
+@dataclass(frozen=True)
+class BinarySpec:
+    name: str
+    go: GoRecipe | None = None
+    archive: ArchiveRecipe | None = None
+    system_names: tuple[str, ...] = field(default=())  # found on PATH (Debian packages)
+
+
+@dataclass
+class Resolved:
+    path: Path
+    source: str  # override | cache | go-build | archive | system
+    seconds: float = 0.0
+
+
+def _progress(msg: str) -> None:
+    print(f"[stackproof] {msg}", file=sys.stderr, flush=True)
+
+
+def _tail(path: Path, n: int = LOG_TAIL_LINES) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+class BinaryResolver:
+    def __init__(self, cache: Path | None = None, progress: Callable[[str], None] = _progress):
+        self.cache = Path(cache) if cache else cache_dir()
+        self.progress = progress
+
+    # -- lookup ----------------------------------------------------------
+    def bin_path(self, spec: BinarySpec, version: str) -> Path:
+        return self.cache / "bin" / spec.name / version / spec.name
+
+    def cached(self, spec: BinarySpec, version: str) -> Path | None:
+        path = self.bin_path(spec, version)
+        manifest = path.parent / "manifest.json"
+        if path.is_file() and os.access(path, os.X_OK) and manifest.is_file():
+            return path
+        return None
+
+    def override(self, spec: BinarySpec) -> Path | None:
+        var = f"STACKPROOF_BIN_{spec.name.upper().replace('-', '_')}"
+        value = os.environ.get(var)
+        if not value:
+            return None
+        path = Path(value)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise StackproofError(f"{var}={value}: not an executable file")
+        return path
+
+    def resolve(self, spec: BinarySpec, version: str | None = None, build: bool = True) -> Resolved:
+        """Find or make the executable for ``spec`` at ``version``."""
+        t0 = time.monotonic()
+        path = self.override(spec)
+        if path:
+            return Resolved(path, "override")
+        if version is None:  # a system program such as nginx
+            for name in spec.system_names:
+                found = shutil.which(name) or next(
+                    (p for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.is_file()), None)
+                if found:
+                    return Resolved(Path(found), "system")
+            raise StackproofError(
+                f"{spec.name} not found: install it (Debian: apt-get install {spec.name}) "
+                f"or set STACKPROOF_BIN_{spec.name.upper()}")
+        path = self.cached(spec, version)
+        if path:
+            return Resolved(path, "cache")
+        if not build:
+            raise StackproofError(f"{spec.name} {version} is not in the cache ({self.cache}); run 'stackproof build'")
+        go = shutil.which("go")
+        if spec.go and go:
+            path = self.go_build(spec, version, go)
+            return Resolved(path, "go-build", time.monotonic() - t0)
+        if spec.archive and os.environ.get("STACKPROOF_ALLOW_DOWNLOAD") == "1":
+            path = self.fetch_archive(spec, version)
+            return Resolved(path, "archive", time.monotonic() - t0)
+        if spec.go and not go:
+            raise StackproofError(
+                f"cannot build {spec.name} {version}: the Go toolchain is missing ('go' is not on PATH); "
+                f"install Go, set STACKPROOF_BIN_{spec.name.upper()}, or set STACKPROOF_ALLOW_DOWNLOAD=1 "
+                "to fetch the official release archive")
+        raise StackproofError(f"no way to obtain {spec.name} {version}")
+
+    # -- go build --------------------------------------------------------
+    def go_build(self, spec: BinarySpec, version: str, go: str = "go") -> Path:
+        recipe = spec.go
+        assert recipe is not None
+        modver = recipe.module_version(version)
+        work = self.cache / "build" / f"{spec.name}-{version}"
+        work.mkdir(parents=True, exist_ok=True)
+        log_path = work / "build.log"
+        out = self.bin_path(spec, version)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.setdefault("GOFLAGS", "-mod=mod")
+        env["GOWORK"] = "off"
+        env["CGO_ENABLED"] = env.get("CGO_ENABLED", "0")
+        t0 = time.monotonic()
+        with open(log_path, "w") as log:
+            def run(args: list[str], phase: str, count_lines: int | None = None) -> None:
+                log.write(f"$ {' '.join(args)}\n")
+                log.flush()
+                proc = subprocess.Popen(args, cwd=work, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, bufsize=1)
+                done = [0]
+                stop = threading.Event()
+
+                def ticker() -> None:
+                    while not stop.wait(15):
+                        what = f"{done[0]}/{count_lines} packages" if count_lines else f"{done[0]} log lines"
+                        self.progress(f"{spec.name} {version}: {phase} ... {what}, {time.monotonic() - t0:.0f}s")
+
+                th = threading.Thread(target=ticker, daemon=True)
+                th.start()
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    log.write(line)
+                    done[0] += 1
+                rc = proc.wait()
+                stop.set()
+                log.flush()
+                if rc != 0:
+                    raise ComponentError(
+                        f"building {spec.name} {version} failed during {phase} (exit {rc}); log: {log_path}",
+                        _tail(log_path))
+
+            self.progress(f"{spec.name} {version}: building from Go module {recipe.module}@{modver} "
+                          f"(log: {log_path})")
+            gomod_path, module_dir = self._download_module(recipe.module, modver, env, work, log)
+            (work / "go.mod").write_text(self._wrapper_gomod(recipe.module, modver, gomod_path, module_dir))
+            (work / "tools.go").write_text(
+                f"//go:build tools\n\npackage tools\n\nimport _ \"{recipe.package}\"\n")
+            run([go, "mod", "tidy", "-e"], "resolving dependencies")
+            total = None
+            try:
+                listed = subprocess.run([go, "list", "-deps", recipe.package], cwd=work, env=env,
+                                        capture_output=True, text=True, timeout=600)
+                total = len(listed.stdout.split()) if listed.returncode == 0 else None
+            except subprocess.TimeoutExpired:
+                pass
+            ldflags = ["-s", "-w"] + [f"-X {v}={version}".replace("{version}", version) for v in recipe.version_vars]
+            args = [go, "build", "-v", "-trimpath", "-ldflags", " ".join(ldflags), "-o", str(out) + ".part"]
+            if recipe.tags:
+                args += ["-tags", ",".join(recipe.tags)]
+            run(args + [recipe.package], "compiling", total)
+        os.replace(str(out) + ".part", out)
+        seconds = time.monotonic() - t0
+        self._write_manifest(out, spec, version, "go-build", seconds, module=f"{recipe.module}@{modver}",
+                             go_version=subprocess.run([go, "env", "GOVERSION"], capture_output=True,
+                                                       text=True).stdout.strip())
+        self.progress(f"{spec.name} {version}: built in {seconds:.0f}s -> {out} "
+                      f"({out.stat().st_size / 1e6:.0f} MB)")
+        return out
+
+    def _download_module(self, module: str, modver: str, env: dict, work: Path, log) -> tuple[Path, Path]:
+        proc = subprocess.run(["go", "mod", "download", "-json", f"{module}@{modver}"], cwd=work, env=env,
+                              capture_output=True, text=True)
+        log.write(proc.stdout + proc.stderr)
+        try:
+            info = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            info = {"Error": (proc.stderr or proc.stdout).strip()}
+        if info.get("Error") or proc.returncode != 0:
+            raise ComponentError(f"cannot download Go module {module}@{modver}: "
+                                 f"{(info.get('Error') or 'go mod download failed').splitlines()[0]}")
+        return Path(info["GoMod"]), Path(info["Dir"])
+
+    @staticmethod
+    def _wrapper_gomod(module: str, modver: str, upstream_gomod: Path, module_dir: Path) -> str:
+        text = upstream_gomod.read_text()
+        go_line = re.search(r"^go\s+(\S+)", text, re.M)
+        lines = ["module stackproof.local/build", "", f"go {go_line.group(1) if go_line else '1.22'}", "",
+                 f"require {module} {modver}", ""]
+        for lhs, rhs in parse_replaces(text):
+            if rhs.split()[0].startswith(("./", "../")):
+                local = (module_dir / rhs.split()[0]).resolve()
+                if not (local / "go.mod").is_file() and not local.is_dir():
+                    # a nested module (its own go.mod) is not in the parent's
+                    # module zip: use the version the upstream go.mod requires
+                    lines.append(f"// {lhs} => {rhs} dropped: nested module, required version used")
+                    continue
+                rhs = str(local)
+            lines.append(f"replace {lhs} => {rhs}")
+        return "\n".join(lines) + "\n"
+
+    # -- release archive -------------------------------------------------
+    def fetch_archive(self, spec: BinarySpec, version: str) -> Path:
+        recipe = spec.archive
+        assert recipe is not None
+        subst = {"version": version, "bare": version.lstrip("v"), "name": spec.name}
+        url = recipe.url.format(**subst)
+        sums_url = recipe.checksums_url.format(**subst)
+        self.progress(f"{spec.name} {version}: downloading {url}")
+        t0 = time.monotonic()
+        try:
+            sums = requests.get(sums_url, timeout=60)
+            sums.raise_for_status()
+            resp = requests.get(url, timeout=600)
+            resp.raise_for_status()
+        except requests.RequestException as exc:
+            raise StackproofError(f"cannot fetch the {spec.name} {version} release archive: "
+                                  f"{type(exc).__name__} for {url}") from None
+        archive_name = url.rsplit("/", 1)[-1]
+        expected = None
+        for line in sums.text.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[-1].lstrip("*").rsplit("/", 1)[-1] == archive_name:
+                expected = parts[0].lower()
+            elif len(parts) == 1 and re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]):
+                expected = parts[0].lower()  # a one-hash .sha256 file
+        if not expected:
+            raise StackproofError(f"{sums_url} lists no checksum for {archive_name}")
+        actual = hashlib.sha256(resp.content).hexdigest()
+        if actual != expected:
+            raise StackproofError(f"{spec.name} {version}: checksum mismatch for {archive_name} "
+                                  f"(expected {expected[:16]}…, got {actual[:16]}…); not installed")
+        data = _extract_member(resp.content, archive_name, recipe.member.format(**subst))
+        out = self.bin_path(spec, version)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        part = out.with_suffix(".part")
+        part.write_bytes(data)
+        part.chmod(0o755)
+        os.replace(part, out)
+        self._write_manifest(out, spec, version, "archive", time.monotonic() - t0, url=url, archive_sha256=actual)
+        return out
+
+    @staticmethod
+    def _write_manifest(out: Path, spec: BinarySpec, version: str, source: str, seconds: float, **extra) -> None:
+        digest = hashlib.sha256(out.read_bytes()).hexdigest()
+        manifest = {"component": spec.name, "version": version, "source": source, "sha256": digest,
+                    "size": out.stat().st_size, "seconds": round(seconds, 1),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}
+        (out.parent / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def parse_replaces(gomod_text: str) -> list[tuple[str, str]]:
+    """The ``replace`` directives of a go.mod, single-line and block form."""
+    out: list[tuple[str, str]] = []
+    in_block = False
+    for raw in gomod_text.splitlines():
+        line = raw.split("//", 1)[0].strip()
+        if not line:
+            continue
+        if in_block:
+            if line == ")":
+                in_block = False
+                continue
+            body = line
+        elif line.startswith("replace"):
+            body = line[len("replace"):].strip()
+            if body == "(":
+                in_block = True
+                continue
+        else:
+            continue
+        if "=>" in body:
+            lhs, rhs = (s.strip() for s in body.split("=>", 1))
+            out.append((lhs, rhs))
+    return out
+
+
+def _extract_member(content: bytes, archive_name: str, member: str) -> bytes:
+    if archive_name.endswith((".tar.gz", ".tgz")):
+        with tarfile.open(fileobj=io.BytesIO(content), mode="r:gz") as tar:
+            try:
+                fh = tar.extractfile(member)
+            except KeyError:
+                fh = None
+            if fh is None:
+                raise StackproofError(f"{archive_name} has no file {member}")
+            return fh.read()
+    if archive_name.endswith(".zip"):
+        with zipfile.ZipFile(io.BytesIO(content)) as zf:
+            try:
+                return zf.read(member)
+            except KeyError:
+                raise StackproofError(f"{archive_name} has no file {member}") from None
+    return content  # a bare binary

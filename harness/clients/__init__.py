@@ -1,0 +1,8 @@
+"""Clients of the platform's write and read paths, through the gateway, as one tenant."""
+
+from .http import TenantHTTP
+from .logs import LokiClient
+from .metrics import PromQLClient, RemoteWriteClient
+from .poll import Visibility, poll_until
+
+__all__ = ["TenantHTTP", "LokiClient", "PromQLClient", "RemoteWriteClient", "Visibility", "poll_until"]

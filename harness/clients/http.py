@@ -1,0 +1,37 @@
+"""An HTTP session that authenticates as one tenant and trusts the platform CA."""
+
+from __future__ import annotations
+
+import requests
+
+from .. import __version__
+from ..target import Target, Tenant
+
+USER_AGENT = f"stackproof/{__version__}"
+
+
+class TenantHTTP(requests.Session):
+    """``requests.Session`` for one tenant (or anonymous with ``tenant=None``).
+
+    Paths starting with ``/`` are relative to the gateway. The token is never
+    part of ``repr``."""
+
+    def __init__(self, target: Target, tenant: Tenant | None, timeout: float = 30.0):
+        super().__init__()
+        self.target = target
+        self.tenant = tenant
+        self.verify = target.verify
+        self.default_timeout = timeout
+        self.headers["User-Agent"] = USER_AGENT
+        if tenant is not None:
+            self.headers["Authorization"] = f"Bearer {tenant.token}"
+
+    def request(self, method, url, *args, **kwargs):
+        if url.startswith("/"):
+            url = self.target.url(url)
+        kwargs.setdefault("timeout", self.default_timeout)
+        return super().request(method, url, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        who = self.tenant.name if self.tenant else "anonymous"
+        return f"<TenantHTTP {who} {self.target.gateway_url}>"

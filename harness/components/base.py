@@ -1,0 +1,108 @@
+"""What every component shares."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import yaml
+
+from ..binaries import BinarySpec
+from ..target import Tenant
+from ..tls import TLSFiles
+
+
+@dataclass
+class PlatformContext:
+    """Everything a component needs to render its configuration."""
+
+    name: str
+    root: Path  # the platform's state directory
+    ports: dict[str, int]
+    tenants: list[Tenant]
+    tls: TLSFiles
+    host: str = "127.0.0.1"
+    # per-tenant limit overrides (runtime config): {"cortex": {tenant: {...}}, "loki": {...}}
+    overrides: dict[str, dict] = field(default_factory=dict)
+    # object storage: {"type": "filesystem"} or {"type": "s3", "endpoint": ..., "bucket": ..., ...}
+    storage: dict = field(default_factory=lambda: {"type": "filesystem"})
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def bucket_dir(self) -> Path:
+        """The filesystem 'object storage' bucket shared by the stores."""
+        return self.root / "data" / "bucket"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def url(self, port_name: str, scheme: str = "http") -> str:
+        return f"{scheme}://{self.host}:{self.ports[port_name]}"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.url("gateway", "https")
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def http_ready(url: str, verify: str | bool = True, expect: int = 200, timeout: float = 2.0):
+    """A readiness check: GET ``url`` and expect a status code."""
+
+    def check() -> tuple[bool, str]:
+        try:
+            r = requests.get(url, timeout=timeout, verify=verify)
+        except requests.RequestException as exc:
+            return False, f"{url}: {type(exc).__name__}"
+        if r.status_code == expect:
+            return True, "ready"
+        return False, f"{url}: HTTP {r.status_code} {r.text.strip()[:120]!r}"
+
+    return check
+
+
+class Component:
+    """One program of the platform."""
+
+    name: str = ""
+    # the key of this component's version in a release of releases.yaml;
+    # None for a system program (nginx) whose version the release does not pin
+    release_key: str | None = None
+    spec: BinarySpec
+    port_names: tuple[str, ...] = ()
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 60.0
+    ready_timeout: float = 120.0
+
+    def configure(self, ctx: PlatformContext, version: str | None) -> None:
+        """Write the component's configuration for ``version`` (idempotent;
+        called again on upgrade, where a new version's changes are made)."""
+        raise NotImplementedError
+
+    def args(self, ctx: PlatformContext, binary: Path, version: str | None) -> list[str]:
+        raise NotImplementedError
+
+    def ready_check(self, ctx: PlatformContext):
+        raise NotImplementedError
+
+    def endpoint(self, ctx: PlatformContext) -> str:
+        return ctx.url(self.port_names[0])
+
+    def data_dirs(self, ctx: PlatformContext) -> list[Path]:
+        """Local (non-bucket) data of this component: removed to prove
+        that data is served from object storage."""
+        return []

@@ -1,0 +1,104 @@
+"""Cortex in single-binary mode (``-target=all``): auth enabled, blocks
+storage with a write-ahead log, object storage in the platform's bucket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..binaries import ArchiveRecipe, BinarySpec, GoRecipe
+from .base import Component, PlatformContext, http_ready, write_yaml
+
+SPEC = BinarySpec(
+    name="cortex",
+    go=GoRecipe(
+        module="github.com/cortexproject/cortex",
+        package="github.com/cortexproject/cortex/cmd/cortex",
+        version_vars=("main.Version={version}",),
+    ),
+    archive=ArchiveRecipe(
+        url="https://github.com/cortexproject/cortex/releases/download/{version}/cortex-linux-amd64",
+        checksums_url="https://github.com/cortexproject/cortex/releases/download/{version}/cortex-linux-amd64-sha-256",
+        member="",
+    ),
+)
+
+MSG_SIZE = 100 << 20
+
+
+class Cortex(Component):
+    name = "cortex"
+    release_key = "cortex"
+    spec = SPEC
+    port_names = ("cortex", "cortex-grpc")
+    ready_timeout = 120.0
+
+    def config(self, ctx: PlatformContext, version: str | None) -> dict:
+        d = ctx.data_dir / "cortex"
+        ring = {"kvstore": {"store": "inmemory"}}
+        return {
+            "target": "all",
+            "auth_enabled": True,
+            "server": {
+                "http_listen_address": ctx.host,
+                "http_listen_port": ctx.ports["cortex"],
+                "grpc_listen_address": ctx.host,
+                "grpc_listen_port": ctx.ports["cortex-grpc"],
+                "grpc_server_max_recv_msg_size": MSG_SIZE,
+                "grpc_server_max_send_msg_size": MSG_SIZE,
+                "log_level": "info",
+            },
+            "distributor": {"shard_by_all_labels": True, "pool": {"health_check_ingesters": True}},
+            "ingester_client": {"grpc_client_config": {"max_recv_msg_size": MSG_SIZE,
+                                                       "max_send_msg_size": MSG_SIZE}},
+            "ingester": {
+                "lifecycler": {
+                    "address": ctx.host,
+                    "min_ready_duration": "0s",
+                    "final_sleep": "0s",
+                    "join_after": "0s",
+                    "observe_period": "0s",
+                    "num_tokens": 512,
+                    "ring": {**ring, "replication_factor": 1},
+                },
+            },
+            "blocks_storage": {
+                **self.bucket_config(ctx),
+                "tsdb": {
+                    # the head block is written ahead to this WAL and replayed on restart
+                    "dir": str(d / "tsdb"),
+                    # a graceful stop cuts and ships the head to object storage
+                    "flush_blocks_on_shutdown": True,
+                },
+                "bucket_store": {"sync_dir": str(d / "tsdb-sync")},
+            },
+            "compactor": {"data_dir": str(d / "compactor"), "sharding_ring": ring},
+            "store_gateway": {"sharding_ring": {**ring, "replication_factor": 1}},
+            "frontend_worker": {"match_max_concurrent": True},
+            "ruler": {"enable_api": True, "rule_path": str(d / "rules-tmp")},
+            "ruler_storage": {"backend": "local", "local": {"directory": str(d / "rules")}},
+            "alertmanager": {"external_url": f"http://{ctx.host}/alertmanager"},
+            "alertmanager_storage": {"backend": "local", "local": {"path": str(d / "alerts")}},
+            "runtime_config": {"file": str(ctx.config_dir / "cortex-overrides.yaml"), "period": "5s"},
+        }
+
+    @staticmethod
+    def bucket_config(ctx: PlatformContext) -> dict:
+        if ctx.storage.get("type", "filesystem") != "filesystem":
+            raise NotImplementedError(f"cortex storage type {ctx.storage.get('type')!r}")
+        return {"backend": "filesystem", "filesystem": {"dir": str(ctx.bucket_dir / "cortex")}}
+
+    def configure(self, ctx: PlatformContext, version: str | None) -> None:
+        for sub in ("tsdb", "tsdb-sync", "compactor", "rules", "rules-tmp", "alerts"):
+            (ctx.data_dir / "cortex" / sub).mkdir(parents=True, exist_ok=True)
+        (ctx.bucket_dir / "cortex").mkdir(parents=True, exist_ok=True)
+        write_yaml(ctx.config_dir / "cortex.yaml", self.config(ctx, version))
+        write_yaml(ctx.config_dir / "cortex-overrides.yaml", {"overrides": ctx.overrides.get("cortex", {})})
+
+    def args(self, ctx: PlatformContext, binary: Path, version: str | None) -> list[str]:
+        return [str(binary), f"-config.file={ctx.config_dir / 'cortex.yaml'}"]
+
+    def ready_check(self, ctx: PlatformContext):
+        return http_ready(f"{ctx.url('cortex')}/ready")
+
+    def data_dirs(self, ctx: PlatformContext) -> list[Path]:
+        return [ctx.data_dir / "cortex"]

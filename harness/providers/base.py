@@ -1,0 +1,44 @@
+"""The provider interface: bring a target into being and take it away.
+
+Every provider (local, existing, aws, gcp) has the same shape, so suites and
+the CLI never need to know which one made the target."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Callable
+
+from ..releases import Release
+from ..target import Target
+
+# called around each component swap during an upgrade: (component, phase, info)
+SwapHook = Callable[[str, str, dict], None]
+
+
+class Provider(ABC):
+    name: str = ""
+
+    @abstractmethod
+    def create(self) -> None:
+        """Make the place the platform will run in (dirs, network, cluster)."""
+
+    @abstractmethod
+    def deploy(self, release: Release) -> Target:
+        """Run ``release`` there and return the target once every component is ready."""
+
+    @abstractmethod
+    def upgrade(self, release: Release, on_swap: SwapHook | None = None) -> Target:
+        """Replace components one at a time with those of ``release``, on the same data."""
+
+    @abstractmethod
+    def destroy(self) -> None:
+        """Take everything away. Idempotent: safe after a failed create or deploy."""
+
+    @abstractmethod
+    def status(self) -> dict:
+        """What runs, where, and whether it is ready."""
+
+    def collect_artifacts(self, dest: Path) -> list[Path]:
+        """Copy logs and (secret-free) configuration to ``dest``."""
+        return []

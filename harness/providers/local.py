@@ -1,0 +1,337 @@
+"""The ``local`` provider (the default): the platform's real components as
+processes on free loopback ports, in a state directory of their own.
+
+State directory: ``$STACKPROOF_STATE/<platform>`` (default
+``~/.local/state/stackproof/<platform>``), holding ``target.yaml`` (the
+target file, owner-only: it has the tokens), ``state.json`` (pids, ports,
+versions), ``config/``, ``data/`` (with ``data/bucket``, the filesystem
+object storage), ``logs/`` and ``tls/``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+from ..binaries import BinaryResolver
+from ..components import BY_NAME, COMPONENTS, Component, PlatformContext
+from ..errors import ComponentError, StackproofError
+from ..ports import free_ports, require_free
+from ..procs import Supervised
+from ..releases import Release
+from ..target import Target, Tenant
+from ..tls import TLSFiles, write_platform_pki
+from .base import Provider, SwapHook
+
+# tenants every local platform has; 'limited' has deliberately low ingestion limits
+DEFAULT_TENANTS = (("tenant-a", "user"), ("tenant-b", "user"), ("tenant-limited", "limited"),
+                   ("stackproof-system", "system"))
+LIMITED_OVERRIDES = {
+    "cortex": {"ingestion_rate": 100, "ingestion_burst_size": 100},
+    "loki": {"ingestion_rate_mb": 0.01, "ingestion_burst_size_mb": 0.01},
+}
+
+
+def state_root() -> Path:
+    return Path(os.environ.get("STACKPROOF_STATE") or Path.home() / ".local" / "state" / "stackproof")
+
+
+def _say(msg: str) -> None:
+    print(f"[stackproof] {msg}", file=sys.stderr, flush=True)
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class LocalProvider(Provider):
+    name = "local"
+
+    def __init__(self, platform: str = "local", root: Path | None = None, gateway_port: int | None = None,
+                 resolver: BinaryResolver | None = None, progress: Callable[[str], None] = _say):
+        if not platform.replace("-", "").replace("_", "").isalnum():
+            raise StackproofError(f"platform name {platform!r} must be letters, digits, '-' or '_'")
+        self.platform = platform
+        self.root = Path(root) if root else state_root() / platform
+        self.gateway_port = gateway_port
+        self.resolver = resolver or BinaryResolver(progress=progress)
+        self.say = progress
+        self.procs: dict[str, Supervised] = {}
+        self.state: dict = {}
+
+    # -- paths and state -------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def target_file(self) -> Path:
+        return self.root / "target.yaml"
+
+    def _load_state(self) -> dict:
+        if not self.state_file.is_file():
+            return {}
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StackproofError(f"platform state {self.state_file} is unreadable: {exc}") from None
+
+    def _save_state(self) -> None:
+        self.state["components"] = {
+            name: {**self.state.get("components", {}).get(name, {}), **p.to_dict()}
+            for name, p in self.procs.items()
+        }
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2) + "\n")
+        os.replace(tmp, self.state_file)
+
+    def _attach_all(self) -> None:
+        self.state = self._load_state()
+        for name, c in self.state.get("components", {}).items():
+            if name not in self.procs and "pid" in c:
+                self.procs[name] = Supervised.attach(name, c["pid"], c.get("start_time", 0), Path(c["log"]),
+                                                     c.get("stop_signal", 15))
+
+    @contextmanager
+    def _locked(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StackproofError(f"platform {self.platform!r} is busy: another stackproof command "
+                                      f"holds {self.root / '.lock'}") from None
+            yield
+
+    def running(self) -> list[str]:
+        self._attach_all()
+        return [n for n, p in self.procs.items() if p.alive()]
+
+    def context(self) -> PlatformContext:
+        tenants = Target.load(self.target_file).tenants if self.target_file.is_file() else []
+        return PlatformContext(
+            name=self.platform, root=self.root, ports=self.state["ports"], tenants=tenants,
+            tls=TLSFiles(*(Path(p) for p in self.state["tls"])),
+            overrides=self.state.get("overrides", {}), storage=self.state.get("storage", {"type": "filesystem"}))
+
+    # -- the provider interface -----------------------------------------
+    def create(self) -> None:
+        """State directory, CA and certificate, tenants and tokens, ports."""
+        alive = self.running()
+        if alive:
+            raise StackproofError(
+                f"platform {self.platform!r} is already running ({', '.join(alive)}); its target file is "
+                f"{self.target_file}. Use 'stackproof down' first, or --platform NAME for a second one")
+        if self.root.exists():
+            # a crashed run's leftovers: nothing is alive, so nothing is lost by starting clean
+            for entry in self.root.iterdir():
+                if entry.name != ".lock":
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        self.procs = {}
+        for sub in ("config", "data", "logs", "tls"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        names = [n for c in COMPONENTS for n in c.port_names]
+        if self.gateway_port:
+            require_free(self.gateway_port, "the gateway")
+        ports = dict(zip(names, free_ports(len(names))))
+        if self.gateway_port:
+            ports["gateway"] = self.gateway_port
+        tls = write_platform_pki(self.root / "tls", self.platform)
+        tenants = [Tenant(n, secrets.token_urlsafe(32), role) for n, role in DEFAULT_TENANTS]
+        overrides = {comp: {t.name: dict(limits) for t in tenants if t.role == "limited"}
+                     for comp, limits in LIMITED_OVERRIDES.items()}
+        self.state = {"platform": self.platform, "created": time.time(), "ports": ports,
+                      "tls": [str(tls.ca_cert), str(tls.server_cert), str(tls.server_key)],
+                      "overrides": overrides, "storage": {"type": "filesystem"}, "components": {}}
+        target = Target(
+            name=self.platform, provider="local", gateway_url=f"https://127.0.0.1:{ports['gateway']}",
+            tenants=tenants, ca_file=str(tls.ca_cert),
+            capabilities=["metrics", "logs", "tail", "agent", "restart"],
+            components={c.name: c.endpoint(self._ctx_for(ports, tls, tenants)) for c in COMPONENTS},
+        )
+        target.save(self.target_file)
+        self._save_state()
+
+    def _ctx_for(self, ports, tls, tenants) -> PlatformContext:
+        return PlatformContext(name=self.platform, root=self.root, ports=ports, tenants=tenants, tls=tls)
+
+    def resolve_binaries(self, release: Release) -> dict[str, tuple[Path, str | None]]:
+        """Find or build every binary of ``release`` before anything starts."""
+        out = {}
+        for c in COMPONENTS:
+            version = release.version(c.release_key) if c.release_key else None
+            binary_version = None if c.spec.system_names else version
+            resolved = self.resolver.resolve(c.spec, binary_version)
+            out[c.name] = (resolved.path, version)
+        return out
+
+    def deploy(self, release: Release) -> Target:
+        with self._locked():
+            binaries = self.resolve_binaries(release)
+            if not self.state:
+                self.create()
+            ctx = self.context()
+            self.state["release"] = release.name
+            t0 = time.monotonic()
+            try:
+                for c in COMPONENTS:
+                    binary, version = binaries[c.name]
+                    self._start(c, ctx, binary, version)
+            except BaseException:
+                self.say("start-up failed: stopping what was started")
+                self._stop_all()
+                raise
+            self.state["startup_seconds"] = round(time.monotonic() - t0, 2)
+            self._save_state()
+            target = Target.load(self.target_file)
+            target.release = release.name
+            target.save(self.target_file)
+            return target
+
+    def _start(self, c: Component, ctx: PlatformContext, binary: Path, version: str | None) -> float:
+        c.configure(ctx, version)
+        self.say(f"starting {c.name}" + (f" {version}" if version else "") + f" on {c.endpoint(ctx)}")
+        proc = Supervised.start(c.name, c.args(ctx, binary, version), ctx.logs_dir / f"{c.name}.log",
+                                cwd=ctx.data_dir, stop_signal=c.stop_signal)
+        self.procs[c.name] = proc
+        self.state.setdefault("components", {})[c.name] = {"version": version, "binary": str(binary)}
+        self._save_state()
+        secs = proc.wait_ready(c.ready_check(ctx), c.ready_timeout)
+        self.state["components"][c.name]["ready_seconds"] = round(secs, 2)
+        self.say(f"{c.name} ready in {secs:.1f}s")
+        return secs
+
+    def _stop_all(self) -> dict[str, str]:
+        results = {}
+        for c in reversed(COMPONENTS):
+            p = self.procs.get(c.name)
+            if p is not None:
+                results[c.name] = p.stop(c.stop_timeout)
+        return results
+
+    def upgrade(self, release: Release, on_swap: SwapHook | None = None) -> Target:
+        """Swap components whose version changes, one at a time, in start order
+        (stores first, then the gateway, then the agent): stop gracefully, write
+        the new version's configuration, start it on the same data, wait ready."""
+        with self._locked():
+            self._attach_all()
+            binaries = self.resolve_binaries(release)
+            ctx = self.context()
+            for c in COMPONENTS:
+                binary, version = binaries[c.name]
+                old = self.state.get("components", {}).get(c.name, {}).get("version")
+                if old == version and c.name in self.procs and self.procs[c.name].alive():
+                    continue
+                info = {"from": old, "to": version}
+                if on_swap:
+                    on_swap(c.name, "stopping", info)
+                self.say(f"upgrading {c.name}: {old} -> {version}")
+                p = self.procs.get(c.name)
+                if p is not None:
+                    info["stop"] = p.stop(c.stop_timeout)
+                if on_swap:
+                    on_swap(c.name, "starting", info)
+                info["ready_seconds"] = self._start(c, ctx, binary, version)
+                if on_swap:
+                    on_swap(c.name, "ready", info)
+            self.state["release"] = release.name
+            self._save_state()
+            target = Target.load(self.target_file)
+            target.release = release.name
+            target.save(self.target_file)
+            return target
+
+    # -- single components, on the same data ------------------------------
+    def stop_component(self, name: str) -> str:
+        self._attach_all()
+        return self.procs[name].stop(BY_NAME[name].stop_timeout)
+
+    def kill_component(self, name: str) -> None:
+        self._attach_all()
+        self.procs[name].kill()
+
+    def start_component(self, name: str) -> float:
+        """Start a stopped component again on its data, same version."""
+        self._attach_all()
+        c = BY_NAME[name]
+        comp = self.state["components"][name]
+        if self.procs.get(name) and self.procs[name].alive():
+            raise StackproofError(f"{name} is already running")
+        return self._start(c, self.context(), Path(comp["binary"]), comp.get("version"))
+
+    def restart_component(self, name: str) -> float:
+        self.stop_component(name)
+        return self.start_component(name)
+
+    # -- teardown and status ---------------------------------------------
+    def destroy(self, keep_data: bool = False) -> dict[str, str]:
+        """Stop every component (gracefully, then SIGKILL); remove the state
+        directory unless ``keep_data``. Safe to call at any point."""
+        if not self.root.exists():
+            return {}
+        with self._locked():
+            self._attach_all()
+            results = self._stop_all()
+            if not keep_data:
+                for entry in self.root.iterdir():
+                    if entry.name != ".lock":
+                        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+            else:
+                self.state["stopped"] = time.time()
+                self._save_state()
+        if not keep_data:
+            shutil.rmtree(self.root, ignore_errors=True)
+        self.procs = {}
+        return results
+
+    def status(self) -> dict:
+        self._attach_all()
+        if not self.state:
+            return {"platform": self.platform, "state": "absent", "root": str(self.root)}
+        ctx = self.context()
+        comps = {}
+        for c in COMPONENTS:
+            p = self.procs.get(c.name)
+            info = self.state.get("components", {}).get(c.name, {})
+            alive = bool(p and p.alive())
+            ready = False
+            if alive:
+                ready, _ = c.ready_check(ctx)()
+            comps[c.name] = {"version": info.get("version"), "endpoint": c.endpoint(ctx),
+                             "pid": p.pid if p else None, "running": alive, "ready": ready,
+                             "rss_bytes": _rss_bytes(p.pid) if alive else 0, "log": str(p.log_path) if p else None}
+        n_alive = sum(1 for c in comps.values() if c["running"])
+        state = "running" if n_alive == len(comps) else ("stopped" if n_alive == 0 else "degraded")
+        return {"platform": self.platform, "state": state, "release": self.state.get("release"),
+                "root": str(self.root), "target_file": str(self.target_file), "gateway": ctx.gateway_url,
+                "components": comps, "rss_bytes": sum(c["rss_bytes"] for c in comps.values())}
+
+    def collect_artifacts(self, dest: Path) -> list[Path]:
+        """Component logs and configuration, without anything that holds a token."""
+        dest.mkdir(parents=True, exist_ok=True)
+        out = []
+        for src in sorted((self.root / "logs").glob("*.log")):
+            shutil.copy2(src, dest / src.name)
+            out.append(dest / src.name)
+        secret_free = ("cortex.yaml", "loki.yaml", "prometheus.yml", "cortex-overrides.yaml",
+                       "loki-overrides.yaml")
+        for name in secret_free:
+            src = self.root / "config" / name
+            if src.is_file():
+                shutil.copy2(src, dest / name)
+                out.append(dest / name)
+        return out
