@@ -14,5 +14,5 @@ def _autoloaded(name: str) -> bool:
     return any(ep.name == name for ep in entry_points(group="pytest11"))
 
 
-pytest_plugins = [mod for name, mod in (("stackproof", "fixtures.plugin"),)
+pytest_plugins = [mod for name, mod in (("stackproof", "fixtures.plugin"), ("stackproof-reports", "reports.plugin"))
                   if not _autoloaded(name)]

@@ -19,6 +19,7 @@ failed build names the component, the version and the last lines of the log.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -31,6 +32,7 @@ import tarfile
 import threading
 import time
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -56,6 +58,7 @@ class GoRecipe:
     module_version: Callable[[str], str] = lambda v: v
     # -ldflags -X targets for version info, {version} is substituted
     version_vars: tuple[str, ...] = ()
+    # build tags as upstream's own release build uses them (its Makefile or .promu.yml)
     tags: tuple[str, ...] = ()
 
 
@@ -105,11 +108,18 @@ class BinaryResolver:
         return self.cache / "bin" / spec.name / version / spec.name
 
     def cached(self, spec: BinarySpec, version: str) -> Path | None:
+        """The cached binary, if complete and made by the current recipe."""
         path = self.bin_path(spec, version)
         manifest = path.parent / "manifest.json"
-        if path.is_file() and os.access(path, os.X_OK) and manifest.is_file():
-            return path
-        return None
+        if not (path.is_file() and os.access(path, os.X_OK) and manifest.is_file()):
+            return None
+        try:
+            made = json.loads(manifest.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        if made.get("source") == "go-build" and made.get("recipe") != recipe_id(spec):
+            return None  # built with other flags or tags: build again
+        return path
 
     def override(self, spec: BinarySpec) -> Path | None:
         var = f"STACKPROOF_BIN_{spec.name.upper().replace('-', '_')}"
@@ -129,31 +139,48 @@ class BinaryResolver:
             return Resolved(path, "override")
         if version is None:  # a system program such as nginx
             for name in spec.system_names:
-                found = shutil.which(name) or next(
-                    (p for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.is_file()), None)
+                found = shutil.which(name)
                 if found:
                     return Resolved(Path(found), "system")
+            hint = next((f"; {d}/{spec.name} exists but {d} is not on PATH" for d in ("/usr/sbin", "/sbin")
+                         if Path(d, spec.name).is_file()), "")
             raise StackproofError(
-                f"{spec.name} not found: install it (Debian: apt-get install {spec.name}) "
-                f"or set STACKPROOF_BIN_{spec.name.upper()}")
+                f"{spec.name} not found on PATH: install it (Debian: apt-get install {spec.name}) "
+                f"or set STACKPROOF_BIN_{spec.name.upper()}{hint}")
         path = self.cached(spec, version)
         if path:
             return Resolved(path, "cache")
         if not build:
             raise StackproofError(f"{spec.name} {version} is not in the cache ({self.cache}); run 'stackproof build'")
         go = shutil.which("go")
-        if spec.go and go:
-            path = self.go_build(spec, version, go)
-            return Resolved(path, "go-build", time.monotonic() - t0)
-        if spec.archive and os.environ.get("STACKPROOF_ALLOW_DOWNLOAD") == "1":
-            path = self.fetch_archive(spec, version)
-            return Resolved(path, "archive", time.monotonic() - t0)
+        can_fetch = spec.archive and os.environ.get("STACKPROOF_ALLOW_DOWNLOAD") == "1"
+        if (spec.go and go) or can_fetch:
+            with self._build_lock(spec, version):
+                path = self.cached(spec, version)  # another process may have made it meanwhile
+                if path:
+                    return Resolved(path, "cache", time.monotonic() - t0)
+                if spec.go and go:
+                    return Resolved(self.go_build(spec, version, go), "go-build", time.monotonic() - t0)
+                return Resolved(self.fetch_archive(spec, version), "archive", time.monotonic() - t0)
         if spec.go and not go:
             raise StackproofError(
                 f"cannot build {spec.name} {version}: the Go toolchain is missing ('go' is not on PATH); "
                 f"install Go, set STACKPROOF_BIN_{spec.name.upper()}, or set STACKPROOF_ALLOW_DOWNLOAD=1 "
                 "to fetch the official release archive")
         raise StackproofError(f"no way to obtain {spec.name} {version}")
+
+    @contextmanager
+    def _build_lock(self, spec: BinarySpec, version: str):
+        """One build of a component version at a time, across processes."""
+        lock_dir = self.cache / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / f"{spec.name}-{version}.lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.progress(f"{spec.name} {version}: another stackproof process is building it; waiting")
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
 
     # -- go build --------------------------------------------------------
     def go_build(self, spec: BinarySpec, version: str, go: str = "go") -> Path:
@@ -207,7 +234,8 @@ class BinaryResolver:
             run([go, "mod", "tidy", "-e"], "resolving dependencies")
             total = None
             try:
-                listed = subprocess.run([go, "list", "-deps", recipe.package], cwd=work, env=env,
+                tag_args = ["-tags", ",".join(recipe.tags)] if recipe.tags else []
+                listed = subprocess.run([go, "list", "-deps", *tag_args, recipe.package], cwd=work, env=env,
                                         capture_output=True, text=True, timeout=600)
                 total = len(listed.stdout.split()) if listed.returncode == 0 else None
             except subprocess.TimeoutExpired:
@@ -220,6 +248,7 @@ class BinaryResolver:
         os.replace(str(out) + ".part", out)
         seconds = time.monotonic() - t0
         self._write_manifest(out, spec, version, "go-build", seconds, module=f"{recipe.module}@{modver}",
+                             recipe=recipe_id(spec),
                              go_version=subprocess.run([go, "env", "GOVERSION"], capture_output=True,
                                                        text=True).stdout.strip())
         self.progress(f"{spec.name} {version}: built in {seconds:.0f}s -> {out} "
@@ -305,6 +334,15 @@ class BinaryResolver:
                     "size": out.stat().st_size, "seconds": round(seconds, 1),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}
         (out.parent / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def recipe_id(spec: BinarySpec) -> str:
+    """Identifies how a binary is built; a cached build from another recipe is stale."""
+    g = spec.go
+    if g is None:
+        return ""
+    text = f"{g.module}|{g.package}|{','.join(g.tags)}|{','.join(g.version_vars)}|cgo0|trimpath|s-w"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def parse_replaces(gomod_text: str) -> list[tuple[str, str]]:

@@ -19,8 +19,10 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -127,7 +129,7 @@ def cmd_doctor(args) -> int:
         mark = {True: "ok  ", False: "MISS", None: "info"}[ok]
         if ok is False:
             problems += 1
-        print(f"  [{mark}] {what:<26} {detail}")
+        print(f"  [{mark}] {what:<31} {detail}")
 
     print(f"stackproof {__version__} on Python {sys.version.split()[0]} ({sys.executable})")
     print("python packages:")
@@ -135,7 +137,8 @@ def cmd_doctor(args) -> int:
                            ("cryptography", "cryptography", True), ("pytest", "pytest", True),
                            ("xdist", "pytest-xdist", True), ("allure_pytest", "allure-pytest", True),
                            ("prometheus_api_client", "prometheus-api-client", True),
-                           ("locust", "locust (load)", False), ("cramjam", "cramjam (load)", False),
+                           ("google.protobuf", "protobuf", True), ("cramjam", "cramjam", True),
+                           ("locust", "locust (load)", False),
                            ("boto3", "boto3 (cloud)", False), ("kubernetes", "kubernetes (cloud)", False),
                            ("google.cloud.container_v1", "google-cloud-container (cloud)", False)):
         try:
@@ -147,7 +150,7 @@ def cmd_doctor(args) -> int:
     go = shutil.which("go")
     gov = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True).stdout.strip() if go else ""
     line(bool(go), "go toolchain", f"{go} ({gov})" if go else "missing: needed to build Cortex, Loki, Prometheus")
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    nginx = shutil.which("nginx")
     if nginx:
         v = subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()
         line(True, "nginx (gateway)", f"{nginx} ({v.split('/')[-1]})")
@@ -306,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # 'stackproof doctor | head' ends quietly
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if "--" in argv:  # pytest arguments for 'run'

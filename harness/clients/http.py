@@ -30,6 +30,9 @@ class TenantHTTP(requests.Session):
         if url.startswith("/"):
             url = self.target.url(url)
         kwargs.setdefault("timeout", self.default_timeout)
+        # per request: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override
+        # a session's verify, which would drop the platform CA
+        kwargs.setdefault("verify", self.verify)
         return super().request(method, url, *args, **kwargs)
 
     def __repr__(self) -> str:

@@ -14,6 +14,10 @@ SPEC = BinarySpec(
         module="github.com/cortexproject/cortex",
         package="github.com/cortexproject/cortex/cmd/cortex",
         version_vars=("main.Version={version}",),
+        # as Cortex's Makefile: Cortex casts its label slices to Prometheus'
+        # labels.Labels, so it needs the slice implementation; without
+        # 'slicelabels' the ingester panics on the first push
+        tags=("netgo", "slicelabels"),
     ),
     archive=ArchiveRecipe(
         url="https://github.com/cortexproject/cortex/releases/download/{version}/cortex-linux-amd64",

@@ -47,6 +47,7 @@ http {{
     scgi_temp_path {tmp / 'scgi'};
     default_type application/octet-stream;
     server_tokens off;
+    map_hash_bucket_size 128;  # keys are "Bearer <43-char token>"
 
     # the token decides the tenant; nothing the client sends can
     map $http_authorization $stackproof_tenant {{

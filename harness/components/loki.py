@@ -14,6 +14,7 @@ SPEC = BinarySpec(
         module="github.com/grafana/loki/v3",
         package="github.com/grafana/loki/v3/cmd/loki",
         version_vars=("github.com/grafana/loki/v3/pkg/util/build.Version={version}",),
+        tags=("netgo",),  # as Loki's Makefile
     ),
     archive=ArchiveRecipe(
         url="https://github.com/grafana/loki/releases/download/{version}/loki-linux-amd64.zip",
@@ -69,6 +70,16 @@ class Loki(Component):
                                  "cache_location": str(d / "tsdb-cache")},
             },
             "compactor": {"working_directory": str(d / "compactor")},
+            "limits_config": {
+                # streams keep exactly the labels they were pushed with: no
+                # service_name / detected_level labels added by Loki
+                "discover_service_name": [],
+                "discover_log_levels": False,
+                "allow_structured_metadata": True,
+            },
+            # find the in-process query scheduler within a second, not ten
+            "frontend": {"scheduler_dns_lookup_period": "1s"},
+            "frontend_worker": {"dns_lookup_duration": "1s"},
             # results caching would hide what the store really returns
             "query_range": {"cache_results": False},
             "ruler": {"storage": {"type": "local", "local": {"directory": str(d / "rules")}},

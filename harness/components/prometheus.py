@@ -27,6 +27,9 @@ SPEC = BinarySpec(
         package="github.com/prometheus/prometheus/cmd/prometheus",
         module_version=_module_version,
         version_vars=("github.com/prometheus/common/version.Version={version}",),
+        # .promu.yml also sets 'builtinassets', which embeds the web UI built
+        # with npm; the Go module does not ship those assets and an agent needs no UI
+        tags=("netgo",),
     ),
     archive=ArchiveRecipe(
         url="https://github.com/prometheus/prometheus/releases/download/{version}/prometheus-{bare}.linux-amd64.tar.gz",

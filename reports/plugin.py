@@ -1,0 +1,150 @@
+"""pytest plugin: with ``--stackproof-results DIR``, write ``report.json`` and
+``report.html`` (what ran, what failed, how long it took, against which
+target) and the Allure environment and categories into the Allure results.
+
+Runs in the controller process only; with xdist the workers' reports reach
+the controller through ``pytest_runtest_logreport``. The target is read from
+the target file the fixtures plugin records as
+``config.option.stackproof_target_path``; tokens are never written.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import __version__
+from harness.target import Target
+
+STATE = pytest.StashKey[dict]()
+
+ALLURE_CATEGORIES = [
+    {"name": "Data mismatch (written != read)", "matchedStatuses": ["failed"],
+     "messageRegex": ".*(assert|mismatch|expected).*"},
+    {"name": "Not visible before the deadline", "matchedStatuses": ["failed"],
+     "messageRegex": ".*not visible after.*"},
+    {"name": "Platform could not be provisioned", "matchedStatuses": ["broken", "failed"],
+     "messageRegex": ".*cannot provision.*"},
+    {"name": "Refused or wrong status code", "matchedStatuses": ["failed"],
+     "messageRegex": ".*-> \\d{3}.*"},
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("stackproof").addoption(
+        "--stackproof-results", default=None, metavar="DIR",
+        help="write report.json and report.html (and Allure environment/categories) here")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and config.option.stackproof_results:
+        config.stash[STATE] = {"started": time.time(), "tests": {}}
+
+
+class _Collector:
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        state = self.config.stash[STATE]
+        t = state["tests"].setdefault(report.nodeid, {"nodeid": report.nodeid, "outcome": "passed",
+                                                      "duration": 0.0, "message": ""})
+        t["duration"] += report.duration
+        if report.failed:
+            t["outcome"] = "error" if report.when != "call" else "failed"
+            t["message"] = (report.longreprtext or "").strip().splitlines()[-1][:500] if report.longreprtext else ""
+        elif report.skipped and t["outcome"] == "passed":
+            t["outcome"] = "skipped"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    if STATE in config.stash:
+        config.pluginmanager.register(_Collector(config), "stackproof-report-collector")
+
+
+def _target_info(config: pytest.Config) -> dict:
+    path = getattr(config.option, "stackproof_target_path", None) or config.option.target_file
+    if not path:
+        return {}
+    try:
+        t = Target.load(path)
+    except Exception:
+        return {"target_file": str(path)}
+    return {"name": t.name, "provider": t.provider, "release": t.release or "", "gateway": t.gateway_url,
+            "tenants": [f"{x.name} ({x.role})" for x in t.tenants], "capabilities": t.capabilities}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if STATE not in config.stash:
+        return
+    state = config.stash[STATE]
+    out = Path(config.option.stackproof_results)
+    out.mkdir(parents=True, exist_ok=True)
+    tests = sorted(state["tests"].values(), key=lambda t: t["nodeid"])
+    counts: dict[str, int] = {}
+    for t in tests:
+        counts[t["outcome"]] = counts.get(t["outcome"], 0) + 1
+    report = {
+        "stackproof": __version__,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state["started"])),
+        "wall_seconds": round(time.time() - state["started"], 2),
+        "exit_status": int(exitstatus),
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
+                    "cpus": __import__("os").cpu_count()},
+        "target": _target_info(config),
+        "counts": counts,
+        "tests": tests,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.html").write_text(render_html(report))
+    allure_dir = getattr(config.option, "allure_report_dir", None)
+    if allure_dir:
+        write_allure_extras(Path(allure_dir), report)
+
+
+def write_allure_extras(allure_dir: Path, report: dict) -> None:
+    allure_dir.mkdir(parents=True, exist_ok=True)
+    env = {"stackproof": report["stackproof"], "python": report["machine"]["python"]}
+    for k in ("name", "provider", "release", "gateway"):
+        if report["target"].get(k):
+            env[f"target.{k}"] = report["target"][k]
+    (allure_dir / "environment.properties").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    (allure_dir / "categories.json").write_text(json.dumps(ALLURE_CATEGORIES, indent=2))
+
+
+def render_html(report: dict) -> str:
+    e = html.escape
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(report["counts"].items())) or "no tests"
+    target = report["target"]
+    rows = "\n".join(
+        f"<tr class='{e(t['outcome'])}'><td>{e(t['outcome'])}</td><td>{e(t['nodeid'])}</td>"
+        f"<td>{t['duration']:.2f}s</td><td>{e(t['message'])}</td></tr>" for t in report["tests"])
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>stackproof run {e(report['started'])}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; width: 100%; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left; font-size: 90%; }}
+tr.failed td:first-child, tr.error td:first-child {{ color: #b00; font-weight: bold; }}
+tr.passed td:first-child {{ color: #070; }}
+</style></head><body>
+<h1>stackproof run</h1>
+<p>{e(counts)} in {report['wall_seconds']:.1f}s, started {e(report['started'])}; pytest exit status
+{report['exit_status']}.</p>
+<p>Target: <b>{e(str(target.get('name', '-')))}</b> (provider {e(str(target.get('provider', '-')))},
+release {e(str(target.get('release', '-')))}, gateway {e(str(target.get('gateway', '-')))}).</p>
+<p>Machine: Python {e(report['machine']['python'])}, {e(report['machine']['platform'])},
+{report['machine']['cpus']} CPUs.</p>
+<table><tr><th>outcome</th><th>test</th><th>time</th><th>message</th></tr>
+{rows}
+</table></body></html>
+"""

@@ -1,0 +1,189 @@
+"""Binary resolution: override, cache, Go module build, release archive."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import os
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from harness.binaries import ArchiveRecipe, BinaryResolver, BinarySpec, GoRecipe, parse_replaces
+from harness.errors import ComponentError, StackproofError
+
+GOMOD = """module github.com/example/app
+
+go 1.24.0
+
+require github.com/x/y v1.0.0
+
+replace github.com/a/b => github.com/c/b v1.2.3 // a comment
+
+replace (
+\tgithub.com/d/e v1.0.0 => github.com/f/e v1.0.1
+\t// a comment line
+\tgithub.com/example/app/pkg/push => ./pkg/push
+\tgithub.com/example/app/tools => ./tools
+)
+"""
+
+
+def test_parse_replaces_single_and_block_forms():
+    assert parse_replaces(GOMOD) == [
+        ("github.com/a/b", "github.com/c/b v1.2.3"),
+        ("github.com/d/e v1.0.0", "github.com/f/e v1.0.1"),
+        ("github.com/example/app/pkg/push", "./pkg/push"),
+        ("github.com/example/app/tools", "./tools"),
+    ]
+
+
+def test_wrapper_gomod_repeats_replaces_and_resolves_local_paths(tmp_path):
+    gomod = tmp_path / "go.mod"
+    gomod.write_text(GOMOD)
+    moddir = tmp_path / "mod"
+    (moddir / "tools").mkdir(parents=True)  # present in the module zip; pkg/push (a nested module) is not
+    text = BinaryResolver._wrapper_gomod("github.com/example/app", "v1.0.0", gomod, moddir)
+    assert "go 1.24.0" in text
+    assert "require github.com/example/app v1.0.0" in text
+    assert "replace github.com/a/b => github.com/c/b v1.2.3" in text
+    assert "replace github.com/d/e v1.0.0 => github.com/f/e v1.0.1" in text
+    assert f"replace github.com/example/app/tools => {moddir / 'tools'}" in text
+    assert "replace github.com/example/app/pkg/push" not in text.replace("// github.com", "")
+
+
+# -- a release archive served over real HTTP on loopback --------------------------
+
+SCRIPT = b"#!/bin/sh\necho fake-prometheus-for-archive-test 1.2.3\n"
+
+
+def _tgz(member: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo(member)
+        info.size = len(data)
+        info.mode = 0o755
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _zip(member: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(member, data)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def archive_server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(root), **kw)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    yield root, f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def _no_go_env(monkeypatch, tmp_path):
+    # a PATH with no Go toolchain on it, and downloads allowed
+    bindir = tmp_path / "nogo-bin"
+    bindir.mkdir(exist_ok=True)
+    monkeypatch.setenv("PATH", str(bindir))
+    monkeypatch.setenv("STACKPROOF_ALLOW_DOWNLOAD", "1")
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_archive_download_verifies_checksum_and_installs(tmp_path, archive_server, monkeypatch, kind):
+    root, base = archive_server
+    member = "prometheus-1.2.3.linux-amd64/prometheus"
+    name = f"prometheus-1.2.3.linux-amd64.{kind}"
+    data = _tgz(member, SCRIPT) if kind == "tar.gz" else _zip(member, SCRIPT)
+    (root / name).write_bytes(data)
+    (root / "sha256sums.txt").write_text(f"{'0' * 64}  other-file.tar.gz\n"
+                                         f"{hashlib.sha256(data).hexdigest()}  {name}\n")
+    spec = BinarySpec("prometheus", go=GoRecipe("x", "x"), archive=ArchiveRecipe(
+        url=base + "/prometheus-{bare}.linux-amd64." + kind, checksums_url=base + "/sha256sums.txt",
+        member="prometheus-{bare}.linux-amd64/prometheus"))
+    _no_go_env(monkeypatch, tmp_path)
+    resolver = BinaryResolver(tmp_path / "cache", progress=lambda m: None)
+    r = resolver.resolve(spec, "v1.2.3")
+    assert r.source == "archive"
+    assert os.access(r.path, os.X_OK)
+    assert r.path.read_bytes() == SCRIPT
+    assert (r.path.parent / "manifest.json").is_file()
+    # second time: from the cache
+    assert resolver.resolve(spec, "v1.2.3").source == "cache"
+
+
+def test_archive_with_wrong_checksum_is_refused_and_not_installed(tmp_path, archive_server, monkeypatch):
+    root, base = archive_server
+    (root / "cortex-linux-amd64").write_bytes(SCRIPT)
+    (root / "cortex-linux-amd64-sha-256").write_text(hashlib.sha256(b"something else").hexdigest() + "\n")
+    spec = BinarySpec("cortex", go=GoRecipe("x", "x"), archive=ArchiveRecipe(
+        url=base + "/cortex-linux-amd64", checksums_url=base + "/cortex-linux-amd64-sha-256", member=""))
+    _no_go_env(monkeypatch, tmp_path)
+    resolver = BinaryResolver(tmp_path / "cache", progress=lambda m: None)
+    with pytest.raises(StackproofError, match="checksum mismatch for cortex-linux-amd64"):
+        resolver.resolve(spec, "v9.9.9")
+    assert resolver.cached(spec, "v9.9.9") is None
+    assert not resolver.bin_path(spec, "v9.9.9").exists()
+
+
+def test_go_missing_says_so_and_how_to_proceed(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("STACKPROOF_ALLOW_DOWNLOAD", raising=False)
+    spec = BinarySpec("loki", go=GoRecipe("github.com/grafana/loki/v3", "github.com/grafana/loki/v3/cmd/loki"))
+    with pytest.raises(StackproofError) as ei:
+        BinaryResolver(tmp_path / "cache").resolve(spec, "v3.7.8")
+    msg = str(ei.value)
+    assert "cannot build loki v3.7.8: the Go toolchain is missing" in msg
+    assert "STACKPROOF_BIN_LOKI" in msg and "\n" not in msg
+
+
+def test_override_env_var(tmp_path, monkeypatch):
+    spec = BinarySpec("cortex", go=GoRecipe("x", "x"))
+    monkeypatch.setenv("STACKPROOF_BIN_CORTEX", "/bin/true")
+    assert BinaryResolver(tmp_path).resolve(spec, "v1.0.0").source == "override"
+    monkeypatch.setenv("STACKPROOF_BIN_CORTEX", str(tmp_path / "missing"))
+    with pytest.raises(StackproofError, match="STACKPROOF_BIN_CORTEX=.*not an executable file"):
+        BinaryResolver(tmp_path).resolve(spec, "v1.0.0")
+
+
+def test_cache_without_manifest_is_not_a_hit(tmp_path):
+    spec = BinarySpec("cortex", go=GoRecipe("x", "x"))
+    r = BinaryResolver(tmp_path)
+    p = r.bin_path(spec, "v1.0.0")
+    p.parent.mkdir(parents=True)
+    p.write_bytes(SCRIPT)
+    p.chmod(0o755)
+    assert r.cached(spec, "v1.0.0") is None  # a half-finished build or download
+
+
+def test_failed_go_build_names_component_version_and_log(tmp_path):
+    if not any((Path(d) / "go").exists() for d in os.environ.get("PATH", "").split(os.pathsep)):
+        pytest.fail("the Go toolchain is required for this test")
+    spec = BinarySpec("widget", go=GoRecipe("github.com/stackproof-test/no-such-module",
+                                            "github.com/stackproof-test/no-such-module/cmd/widget"))
+    with pytest.raises(ComponentError) as ei:
+        BinaryResolver(tmp_path, progress=lambda m: None).resolve(spec, "v0.0.1")
+    assert "github.com/stackproof-test/no-such-module@v0.0.1" in str(ei.value)
+
+
+def test_system_program_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    spec = BinarySpec("nginx-that-is-not-there", system_names=("nginx-that-is-not-there",))
+    with pytest.raises(StackproofError, match="nginx-that-is-not-there not found on PATH: install it"):
+        BinaryResolver(tmp_path).resolve(spec, None)

@@ -1,0 +1,113 @@
+"""The target file: load, validate with one-line errors naming the field, save."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+
+from harness.errors import ConfigError
+from harness.target import Target
+
+GOOD = {
+    "name": "prod",
+    "gateway_url": "https://gw.example.net:8443",
+    "metrics": {"write_path": "/api/v1/push", "query_path": "/prometheus"},
+    "logs": {"push_path": "/loki/api/v1/push", "query_path": "/loki/api/v1"},
+    "tenants": [{"name": "a", "token": "tok-a-secret"}, {"name": "b", "token": "tok-b-secret"},
+                {"name": "sys", "token": "tok-s-secret", "role": "system"}],
+    "capabilities": ["metrics", "logs"],
+}
+
+
+def write(tmp_path, data, name="t.yaml"):
+    p = tmp_path / name
+    p.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return p
+
+
+def test_round_trip(tmp_path):
+    t = Target.load(write(tmp_path, GOOD))
+    assert [x.name for x in t.user_tenants] == ["a", "b"]
+    assert t.system_tenant.name == "sys"
+    assert t.metrics_query_url == "https://gw.example.net:8443/prometheus"
+    saved = t.save(tmp_path / "out" / "t2.yaml")
+    assert oct(os.stat(saved).st_mode & 0o777) == "0o600"
+    again = Target.load(saved)
+    assert again.to_dict() == t.to_dict()
+
+
+def test_tokens_never_in_repr(tmp_path):
+    t = Target.load(write(tmp_path, GOOD))
+    assert "tok-a-secret" not in repr(t)
+    assert "tok-a-secret" not in repr(t.tenants[0])
+
+
+def test_relative_ca_file_resolves_next_to_the_target_file(tmp_path):
+    (tmp_path / "ca.pem").write_text("x")
+    t = Target.load(write(tmp_path, {**GOOD, "ca_file": "ca.pem"}))
+    assert t.ca_file == str(tmp_path / "ca.pem")
+    assert t.verify == str(tmp_path / "ca.pem")
+
+
+def _without(d, *path):
+    d = yaml.safe_load(yaml.safe_dump(d))
+    cur = d
+    for k in path[:-1]:
+        cur = cur[k]
+    del cur[path[-1]]
+    return d
+
+
+def _with(d, value, *path):
+    d = yaml.safe_load(yaml.safe_dump(d))
+    cur = d
+    for k in path[:-1]:
+        cur = cur[k]
+    cur[path[-1]] = value
+    return d
+
+
+BAD = [
+    (_without(GOOD, "gateway_url"), "field 'gateway_url' is missing"),
+    (_with(GOOD, "ftp://x", "gateway_url"), "field 'gateway_url' must be an http(s) URL"),
+    (_with(GOOD, "https://x:notaport", "gateway_url"), "field 'gateway_url' has a bad port"),
+    (_without(GOOD, "tenants", 1, "token"), "field 'tenants[1].token' is missing"),
+    (_with(GOOD, "admin", "tenants", 0, "role"), "field 'tenants[0].role' must be one of"),
+    (_with(GOOD, "tok-a-secret", "tenants", 1, "token"), "field 'tenants[1].token' is the same token"),
+    (_with(GOOD, "a b", "tenants", 1, "name"), "field 'tenants[1].name' 'a b' is not a valid tenant ID"),
+    (_with(GOOD, [], "tenants"), "field 'tenants' must be a non-empty list"),
+    (_with(GOOD, "prometheus", "metrics", "query_path"), "field 'metrics.query_path' must start with '/'"),
+    (_with(GOOD, ["metrics", "teleport"], "capabilities"), "unknown capability 'teleport'"),
+    (_with(GOOD, "missing.pem", "ca_file"), "field 'ca_file' names"),
+    ({**GOOD, "gateway": "x"}, "field 'gateway' is not a target field"),
+]
+
+
+@pytest.mark.parametrize("data,message", BAD, ids=[m for _, m in BAD])
+def test_malformed_target_gets_one_line_naming_the_field(tmp_path, data, message):
+    p = write(tmp_path, data)
+    with pytest.raises(ConfigError) as ei:
+        Target.load(p)
+    text = str(ei.value)
+    assert message in text
+    assert text.startswith(f"target file {p}")
+    assert "\n" not in text
+    assert "tok-a-secret" not in text
+
+
+def test_not_yaml_names_line_and_column(tmp_path):
+    p = write(tmp_path, "name: x\ntenants: [\n  - {")
+    with pytest.raises(ConfigError, match=r"at line \d+, column \d+"):
+        Target.load(p)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        Target.load(tmp_path / "nope.yaml")
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="expected a mapping at the top level, got list"):
+        Target.load(write(tmp_path, "- a\n- b\n"))
