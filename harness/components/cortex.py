@@ -80,7 +80,8 @@ class Cortex(Component):
             "frontend_worker": {"match_max_concurrent": True},
             "ruler": {"enable_api": True, "rule_path": str(d / "rules-tmp")},
             "ruler_storage": {"backend": "local", "local": {"directory": str(d / "rules")}},
-            "alertmanager": {"external_url": f"http://{ctx.host}/alertmanager"},
+            # no gossip cluster: it would listen on 0.0.0.0:9094, one platform per machine
+            "alertmanager": {"external_url": f"http://{ctx.host}/alertmanager", "cluster": {"listen_address": ""}},
             "alertmanager_storage": {"backend": "local", "local": {"path": str(d / "alerts")}},
             "runtime_config": {"file": str(ctx.config_dir / "cortex-overrides.yaml"), "period": "5s"},
         }
