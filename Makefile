@@ -1,6 +1,7 @@
 # The two commands (see README.md):
 #   make run    provision the local platform, run the conformance suites, write the report
-#   make test   the harness's own tests and the smoke suite against a real local platform
+#   make test   the harness's own tests, and the smoke, metrics, logs and security suites
+#               against a real local platform
 #
 # Both set everything up themselves: nginx (apt-get), a virtualenv in .venv,
 # and the component binaries, built from their Go modules into
@@ -19,7 +20,7 @@ run: setup build
 	$(BIN)/stackproof run --results $(RESULTS)
 
 test: setup build
-	$(BIN)/python -m pytest tests suites/smoke -n 2 --timeout=900 \
+	$(BIN)/python -m pytest tests suites/smoke suites/metrics suites/logs suites/security -n 2 --timeout=900 \
 	  --junitxml=$(RESULTS)/test-junit.xml; $(PYTEST_NO_EMPTY)
 
 setup: $(VENV)/.installed

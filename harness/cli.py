@@ -36,7 +36,7 @@ from .releases import Catalog
 from .target import Target
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_SUITES = ("smoke",)
+DEFAULT_SUITES = ("smoke", "metrics", "logs", "security")
 
 
 def _mb(n: int) -> str:
@@ -207,6 +207,7 @@ def cmd_run(args) -> int:
     provider = get_provider(args.provider, target_file=args.target_file, platform=args.platform)
     release = Catalog.load().get(args.release) if args.provider != "existing" else None
     rc = 1
+    target = None
     t0 = time.monotonic()
     try:
         target = provider.deploy(release)
@@ -228,11 +229,26 @@ def cmd_run(args) -> int:
             arts = results / "artifacts"
             try:
                 provider.collect_artifacts(arts)
+                leaks = scan_for_tokens(results, target.tenants) if target else []
             finally:
                 provider.destroy()
+            for leak in leaks:
+                print(f"stackproof: SECRET LEAK: {leak}", file=sys.stderr)
+            if leaks:
+                rc = rc or 1
     print(f"suites exited {rc}; report: {results / 'report.html'} (JSON: {results / 'report.json'}, "
           f"JUnit: {results / 'junit.xml'}, Allure: {results / 'allure-results'})")
     return rc
+
+
+def scan_for_tokens(root: Path, tenants) -> list[str]:
+    """Files under ``root`` that hold a tenant's token (names, never the token)."""
+    tokens = {t.name: t.token.encode() for t in tenants}
+    leaks = []
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = f.read_bytes()
+        leaks += [f"{f} holds tenant {name}'s token" for name, tok in tokens.items() if tok in data]
+    return leaks
 
 
 # -- argument parsing -----------------------------------------------------------

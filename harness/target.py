@@ -42,6 +42,16 @@ KNOWN_CAPABILITIES = {
     "restart",  # the provider can stop and restart components on the same data
 }
 ROLES = ("user", "system", "limited")
+# platform limits the suites check against; a target file may set them, else
+# these upstream defaults (Cortex, Loki) and stackproof's gateway are assumed
+DEFAULT_LIMITS = {
+    "metrics_max_label_names_per_series": 30,
+    "metrics_max_label_value_length": 2048,
+    "logs_max_line_bytes": 256 * 1024,
+    "max_request_bytes": 16 * 1024 * 1024,
+    # ingestion burst, in samples, of the tenant with role 'limited'
+    "limited_metrics_burst_samples": 100,
+}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,150}$")  # Cortex/Loki tenant ID rules, minus '!' and friends
 
 
@@ -72,6 +82,10 @@ class Target:
     # diagnostics, e.g. {"cortex": "http://127.0.0.1:9009"}. Suites must not
     # use them to bypass the gateway.
     components: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    # where the provider keeps component logs, if it publishes them (for the
+    # security suite's scan for leaked tokens)
+    logs_dir: str | None = None
     path: Path | None = field(default=None, repr=False, compare=False)
 
     # -- tenants -------------------------------------------------------
@@ -139,6 +153,9 @@ class Target:
         d["capabilities"] = list(self.capabilities)
         if self.components:
             d["components"] = dict(self.components)
+        d["limits"] = dict(self.limits)
+        if self.logs_dir:
+            d["logs_dir"] = self.logs_dir
         return d
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -187,7 +204,7 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
 
     known = {"name", "provider", "release", "gateway_url", "ca_file", "metrics", "logs",
-             "tenants", "capabilities", "components"}
+             "tenants", "capabilities", "components", "limits", "logs_dir"}
     for key in data:
         if key not in known:
             raise bad(str(key), f"is not a target field (known: {', '.join(sorted(known))})")
@@ -280,6 +297,18 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
     if not isinstance(components, dict) or not all(isinstance(v, str) for v in components.values()):
         raise bad("components", "must map component names to URLs")
 
+    raw_limits = data.get("limits", {}) or {}
+    if not isinstance(raw_limits, dict):
+        raise bad("limits", "must be a mapping")
+    limits = dict(DEFAULT_LIMITS)
+    for k, v in raw_limits.items():
+        if k not in DEFAULT_LIMITS:
+            raise bad(f"limits.{k}", f"is not known (known: {', '.join(sorted(DEFAULT_LIMITS))})")
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise bad(f"limits.{k}", f"must be a positive integer, got {v!r}")
+        limits[k] = v
+    logs_dir = opt_str("logs_dir", None)
+
     kwargs = {k: v for k, v in paths.items() if v is not None}
     return Target(
         name=name,
@@ -290,5 +319,7 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
         provider=opt_str("provider", "existing") or "existing",
         release=None if data.get("release") is None else str(data.get("release")),
         components=dict(components),
+        limits=limits,
+        logs_dir=logs_dir,
         **kwargs,
     )

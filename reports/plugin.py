@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness import __version__
+from harness.summary import PROP_CHECK, PROP_VISIBILITY, summarize
 from harness.target import Target
 
 STATE = pytest.StashKey[dict]()
@@ -43,8 +44,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not hasattr(config, "workerinput") and config.option.stackproof_results:
-        config.stash[STATE] = {"started": time.time(), "tests": {}}
+    if not hasattr(config, "workerinput"):
+        config.stash[STATE] = {"started": time.time(), "tests": {}, "checks": 0, "latencies": {}}
 
 
 class _Collector:
@@ -53,6 +54,11 @@ class _Collector:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         state = self.config.stash[STATE]
+        for key, value in report.user_properties:
+            if key == PROP_CHECK:
+                state["checks"] += 1
+            elif key == PROP_VISIBILITY:
+                state["latencies"].setdefault(value["signal"], []).append(value["seconds"])
         t = state["tests"].setdefault(report.nodeid, {"nodeid": report.nodeid, "outcome": "passed",
                                                       "duration": 0.0, "message": ""})
         t["duration"] += report.duration
@@ -82,9 +88,29 @@ def _target_info(config: pytest.Config) -> dict:
             "tenants": [f"{x.name} ({x.role})" for x in t.tenants], "capabilities": t.capabilities}
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The session summary: checks run and write-to-visible latency per signal."""
+    if STATE not in config.stash or not config.stash[STATE]["checks"]:
+        return
+    state = config.stash[STATE]
+    summary = summarize(state["checks"], state["latencies"])
+    tr = terminalreporter
+    tr.section("stackproof summary")
+    tr.write_line(f"exact checks run: {summary['checks']}")
+    for signal, v in summary["visibility_seconds"].items():
+        tr.write_line(f"{signal} write-to-visible latency over {v['n']} read-backs: p50 {v['p50'] * 1000:.0f} ms, "
+                      f"p95 {v['p95'] * 1000:.0f} ms, max {v['max'] * 1000:.0f} ms")
+    out = Path(config.option.stackproof_results or "results")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps({**summary, "tests": len(state["tests"]),
+                                                  "wall_seconds": round(time.time() - state["started"], 2),
+                                                  "target": _target_info(config)}, indent=2) + "\n")
+    tr.write_line(f"summary saved to {out / 'summary.json'}")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
-    if STATE not in config.stash:
+    if STATE not in config.stash or not config.option.stackproof_results:
         return
     state = config.stash[STATE]
     out = Path(config.option.stackproof_results)
@@ -102,6 +128,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                     "cpus": __import__("os").cpu_count()},
         "target": _target_info(config),
         "counts": counts,
+        "summary": summarize(state["checks"], state["latencies"]),
         "tests": tests,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -2,7 +2,8 @@
 
 from .http import TenantHTTP
 from .logs import LokiClient
-from .metrics import PromQLClient, RemoteWriteClient
+from .metrics import MetricsMetadataClient, PromQLClient, RemoteWriteClient
 from .poll import Visibility, poll_until
 
-__all__ = ["TenantHTTP", "LokiClient", "PromQLClient", "RemoteWriteClient", "Visibility", "poll_until"]
+__all__ = ["TenantHTTP", "LokiClient", "MetricsMetadataClient", "PromQLClient", "RemoteWriteClient", "Visibility",
+           "poll_until"]

@@ -86,3 +86,27 @@ class PromQLClient:
 def _dt(t: float):
     import datetime as dt
     return dt.datetime.fromtimestamp(t, tz=dt.timezone.utc)
+
+
+class MetricsMetadataClient:
+    """Series, label names and label values APIs (PromQL metadata), as one tenant."""
+
+    def __init__(self, target: Target, tenant: Tenant | None):
+        self.target = target
+        self.http = TenantHTTP(target, tenant)
+
+    def _get(self, path: str, params: dict | list) -> list:
+        r = self.http.get(f"{self.target.metrics_query_url}/api/v1/{path}", params=params)
+        if r.status_code != 200:
+            raise requests.HTTPError(f"GET {path} -> {r.status_code} {r.text.strip()[:300]}", response=r)
+        return r.json()["data"] or []
+
+    def series(self, match: str, start_s: float, end_s: float) -> list[dict]:
+        return self._get("series", {"match[]": match, "start": f"{start_s:.3f}", "end": f"{end_s:.3f}"})
+
+    def labels(self, match: str, start_s: float, end_s: float) -> list[str]:
+        return self._get("labels", {"match[]": match, "start": f"{start_s:.3f}", "end": f"{end_s:.3f}"})
+
+    def label_values(self, name: str, match: str, start_s: float, end_s: float) -> list[str]:
+        return self._get(f"label/{name}/values", {"match[]": match, "start": f"{start_s:.3f}",
+                                                   "end": f"{end_s:.3f}"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..binaries import ArchiveRecipe, BinarySpec, GoRecipe
+from ..target import DEFAULT_LIMITS
 from .base import Component, PlatformContext, http_ready, write_yaml
 
 SPEC = BinarySpec(
@@ -83,6 +84,10 @@ class Cortex(Component):
             # no gossip cluster: it would listen on 0.0.0.0:9094, one platform per machine
             "alertmanager": {"external_url": f"http://{ctx.host}/alertmanager", "cluster": {"listen_address": ""}},
             "alertmanager_storage": {"backend": "local", "local": {"path": str(d / "alerts")}},
+            "limits": {
+                "max_label_names_per_series": DEFAULT_LIMITS["metrics_max_label_names_per_series"],
+                "max_label_value_length": DEFAULT_LIMITS["metrics_max_label_value_length"],
+            },
             "runtime_config": {"file": str(ctx.config_dir / "cortex-overrides.yaml"), "period": "5s"},
         }
 

@@ -10,21 +10,26 @@ shape of this file, so a config change is an upgrade like any other.
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 
 from ..binaries import BinarySpec
+from ..target import DEFAULT_LIMITS
 from .base import Component, PlatformContext
 
 SPEC = BinarySpec(name="nginx", system_names=("nginx",))
 
-MAX_BODY = "16m"  # larger pushes get 413 from the gateway
+MAX_BODY = DEFAULT_LIMITS["max_request_bytes"]  # larger bodies get 413 from the gateway
 
 
 def render_nginx_conf(ctx: PlatformContext, config_version: str | None = None) -> str:
     tmp = ctx.data_dir / "gateway"
     logs = ctx.logs_dir
-    token_map = "\n".join(f'        "Bearer {t.token}" "{t.name}";' for t in ctx.tenants)
+    # nginx compares map *strings* ignoring case, which would let a token in
+    # another case through; anchored '~' regexes compare case-sensitively
+    # (tokens are URL-safe base64: nothing in them needs escaping)
+    token_map = "\n".join(f'        "~^Bearer {re.escape(t.token)}$" "{t.name}";' for t in ctx.tenants)
     user = "user root root;\n" if os.geteuid() == 0 else ""
     upstream_headers = """
             proxy_set_header X-Scope-OrgID $stackproof_tenant;
@@ -47,7 +52,6 @@ http {{
     scgi_temp_path {tmp / 'scgi'};
     default_type application/octet-stream;
     server_tokens off;
-    map_hash_bucket_size 128;  # keys are "Bearer <43-char token>"
 
     # the token decides the tenant; nothing the client sends can
     map $http_authorization $stackproof_tenant {{

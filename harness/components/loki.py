@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..binaries import ArchiveRecipe, BinarySpec, GoRecipe
+from ..target import DEFAULT_LIMITS
 from .base import Component, PlatformContext, http_ready, write_yaml
 
 SPEC = BinarySpec(
@@ -76,6 +77,9 @@ class Loki(Component):
                 "discover_service_name": [],
                 "discover_log_levels": False,
                 "allow_structured_metadata": True,
+                "max_line_size": DEFAULT_LIMITS["logs_max_line_bytes"],
+                # refuse a too-long line (the default truncates nothing either; said here on purpose)
+                "max_line_size_truncate": False,
             },
             # find the in-process query scheduler within a second, not ten
             "frontend": {"scheduler_dns_lookup_period": "1s"},

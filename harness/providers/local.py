@@ -27,7 +27,7 @@ from ..errors import ComponentError, StackproofError
 from ..ports import free_ports, require_free
 from ..procs import Supervised
 from ..releases import Release
-from ..target import Target, Tenant
+from ..target import DEFAULT_LIMITS, Target, Tenant
 from ..tls import TLSFiles, write_platform_pki
 from .base import Provider, SwapHook
 
@@ -35,7 +35,8 @@ from .base import Provider, SwapHook
 DEFAULT_TENANTS = (("tenant-a", "user"), ("tenant-b", "user"), ("tenant-limited", "limited"),
                    ("stackproof-system", "system"))
 LIMITED_OVERRIDES = {
-    "cortex": {"ingestion_rate": 100, "ingestion_burst_size": 100},
+    "cortex": {"ingestion_rate": DEFAULT_LIMITS["limited_metrics_burst_samples"],
+               "ingestion_burst_size": DEFAULT_LIMITS["limited_metrics_burst_samples"]},
     "loki": {"ingestion_rate_mb": 0.01, "ingestion_burst_size_mb": 0.01},
 }
 
@@ -162,6 +163,7 @@ class LocalProvider(Provider):
             tenants=tenants, ca_file=str(tls.ca_cert),
             capabilities=["metrics", "logs", "tail", "agent", "restart"],
             components={c.name: c.endpoint(self._ctx_for(ports, tls, tenants)) for c in COMPONENTS},
+            limits=dict(DEFAULT_LIMITS), logs_dir=str(self.root / "logs"),
         )
         target.save(self.target_file)
         self._save_state()

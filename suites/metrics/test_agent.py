@@ -1,0 +1,25 @@
+"""A real sender: the platform's Prometheus agent scrapes and remote-writes
+through the gateway as the system tenant, and only there."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.clients import PromQLClient
+
+pytestmark = pytest.mark.metrics
+
+
+def test_agent_series_arrive_under_the_system_tenant_only(target, tenants, check):
+    if not target.has("agent"):
+        pytest.skip(f"target {target.name!r} has no 'agent' capability")
+    system = PromQLClient(target, target.system_tenant)
+    q = 'up{stackproof_platform!=""}'
+    check.query("agent up", q)
+    res = check.visible("metrics", lambda: system.query(q), lambda r: {s["metric"].get("job") for s in r}
+                        >= {"cortex", "loki", "prometheus"}, "agent scrapes under the system tenant", timeout=60)
+    check.equal(sorted((s["metric"]["job"], s["value"][1]) for s in res if s["metric"]["job"] in
+                       ("cortex", "loki", "prometheus")),
+                [("cortex", "1"), ("loki", "1"), ("prometheus", "1")], "every scraped target is up")
+    for t in tenants:
+        check.equal(PromQLClient(target, t).query(q), [], f"no agent series under {t.name}")
