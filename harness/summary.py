@@ -4,6 +4,7 @@ took to become visible, per signal. Tests record into their report's
 
 from __future__ import annotations
 
+import math
 import statistics
 
 PROP_CHECK = "stackproof_check"
@@ -13,8 +14,7 @@ PROP_VISIBILITY = "stackproof_visibility"
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100) of a non-empty list."""
     s = sorted(values)
-    k = max(0, min(len(s) - 1, int(round(p / 100 * len(s) + 0.5)) - 1))
-    return s[k]
+    return s[min(len(s), max(1, math.ceil(p / 100 * len(s)))) - 1]
 
 
 def summarize(checks: int, latencies: dict[str, list[float]]) -> dict:

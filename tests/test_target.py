@@ -111,3 +111,13 @@ def test_missing_file(tmp_path):
 def test_top_level_must_be_a_mapping(tmp_path):
     with pytest.raises(ConfigError, match="expected a mapping at the top level, got list"):
         Target.load(write(tmp_path, "- a\n- b\n"))
+
+
+def test_limits_default_and_override(tmp_path):
+    t = Target.load(write(tmp_path, {**GOOD, "limits": {"logs_max_line_bytes": 1000}}))
+    assert t.limits["logs_max_line_bytes"] == 1000
+    assert t.limits["metrics_max_label_value_length"] == 2048
+    with pytest.raises(ConfigError, match=r"field 'limits.nope' is not known"):
+        Target.load(write(tmp_path, {**GOOD, "limits": {"nope": 1}}))
+    with pytest.raises(ConfigError, match=r"field 'limits.logs_max_line_bytes' must be a positive integer"):
+        Target.load(write(tmp_path, {**GOOD, "limits": {"logs_max_line_bytes": -1}}))
