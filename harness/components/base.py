@@ -106,3 +106,30 @@ class Component:
         """Local (non-bucket) data of this component: removed to prove
         that data is served from object storage."""
         return []
+
+
+class Store(Component):
+    """A Cortex/Loki-family store: one YAML config file plus a runtime
+    overrides file, started with ``-config.file``, ready at ``/ready``, local
+    data under ``data/<name>`` and its objects under ``data/bucket/<name>``."""
+
+    data_subdirs: tuple[str, ...] = ()
+
+    def config(self, ctx: PlatformContext, version: str | None) -> dict:
+        raise NotImplementedError
+
+    def configure(self, ctx: PlatformContext, version: str | None) -> None:
+        for sub in ("", *self.data_subdirs):
+            (ctx.data_dir / self.name / sub).mkdir(parents=True, exist_ok=True)
+        (ctx.bucket_dir / self.name).mkdir(parents=True, exist_ok=True)
+        write_yaml(ctx.config_dir / f"{self.name}.yaml", self.config(ctx, version))
+        write_yaml(ctx.config_dir / f"{self.name}-overrides.yaml", {"overrides": ctx.overrides.get(self.name, {})})
+
+    def args(self, ctx: PlatformContext, binary: Path, version: str | None) -> list[str]:
+        return [str(binary), f"-config.file={ctx.config_dir / f'{self.name}.yaml'}"]
+
+    def ready_check(self, ctx: PlatformContext):
+        return http_ready(f"{ctx.url(self.name)}/ready")
+
+    def data_dirs(self, ctx: PlatformContext) -> list[Path]:
+        return [ctx.data_dir / self.name]

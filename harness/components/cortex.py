@@ -3,11 +3,9 @@ storage with a write-ahead log, object storage in the platform's bucket."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..binaries import ArchiveRecipe, BinarySpec, GoRecipe
 from ..target import DEFAULT_LIMITS
-from .base import Component, PlatformContext, http_ready, write_yaml
+from .base import PlatformContext, Store
 
 SPEC = BinarySpec(
     name="cortex",
@@ -30,11 +28,12 @@ SPEC = BinarySpec(
 MSG_SIZE = 100 << 20
 
 
-class Cortex(Component):
+class Cortex(Store):
     name = "cortex"
     release_key = "cortex"
     spec = SPEC
     port_names = ("cortex", "cortex-grpc")
+    data_subdirs = ("tsdb", "tsdb-sync", "compactor", "rules", "rules-tmp", "alerts")
     ready_timeout = 120.0
 
     def config(self, ctx: PlatformContext, version: str | None) -> dict:
@@ -96,19 +95,3 @@ class Cortex(Component):
         if ctx.storage.get("type", "filesystem") != "filesystem":
             raise NotImplementedError(f"cortex storage type {ctx.storage.get('type')!r}")
         return {"backend": "filesystem", "filesystem": {"dir": str(ctx.bucket_dir / "cortex")}}
-
-    def configure(self, ctx: PlatformContext, version: str | None) -> None:
-        for sub in ("tsdb", "tsdb-sync", "compactor", "rules", "rules-tmp", "alerts"):
-            (ctx.data_dir / "cortex" / sub).mkdir(parents=True, exist_ok=True)
-        (ctx.bucket_dir / "cortex").mkdir(parents=True, exist_ok=True)
-        write_yaml(ctx.config_dir / "cortex.yaml", self.config(ctx, version))
-        write_yaml(ctx.config_dir / "cortex-overrides.yaml", {"overrides": ctx.overrides.get("cortex", {})})
-
-    def args(self, ctx: PlatformContext, binary: Path, version: str | None) -> list[str]:
-        return [str(binary), f"-config.file={ctx.config_dir / 'cortex.yaml'}"]
-
-    def ready_check(self, ctx: PlatformContext):
-        return http_ready(f"{ctx.url('cortex')}/ready")
-
-    def data_dirs(self, ctx: PlatformContext) -> list[Path]:
-        return [ctx.data_dir / "cortex"]

@@ -3,11 +3,9 @@ ingester write-ahead log, chunks and index in the platform's bucket."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..binaries import ArchiveRecipe, BinarySpec, GoRecipe
 from ..target import DEFAULT_LIMITS
-from .base import Component, PlatformContext, http_ready, write_yaml
+from .base import PlatformContext, Store
 
 SPEC = BinarySpec(
     name="loki",
@@ -29,7 +27,7 @@ SPEC = BinarySpec(
 SCHEMA_FROM = "2024-01-01"
 
 
-class Loki(Component):
+class Loki(Store):
     name = "loki"
     release_key = "loki"
     spec = SPEC
@@ -99,18 +97,3 @@ class Loki(Component):
             raise NotImplementedError(f"loki storage type {ctx.storage.get('type')!r}")
         b = ctx.bucket_dir / "loki"
         return {"filesystem": {"chunks_directory": str(b / "chunks"), "rules_directory": str(b / "rules")}}
-
-    def configure(self, ctx: PlatformContext, version: str | None) -> None:
-        (ctx.data_dir / "loki").mkdir(parents=True, exist_ok=True)
-        (ctx.bucket_dir / "loki").mkdir(parents=True, exist_ok=True)
-        write_yaml(ctx.config_dir / "loki.yaml", self.config(ctx, version))
-        write_yaml(ctx.config_dir / "loki-overrides.yaml", {"overrides": ctx.overrides.get("loki", {})})
-
-    def args(self, ctx: PlatformContext, binary: Path, version: str | None) -> list[str]:
-        return [str(binary), f"-config.file={ctx.config_dir / 'loki.yaml'}"]
-
-    def ready_check(self, ctx: PlatformContext):
-        return http_ready(f"{ctx.url('loki')}/ready")
-
-    def data_dirs(self, ctx: PlatformContext) -> list[Path]:
-        return [ctx.data_dir / "loki"]
