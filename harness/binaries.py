@@ -240,7 +240,7 @@ class BinaryResolver:
                 total = len(listed.stdout.split()) if listed.returncode == 0 else None
             except subprocess.TimeoutExpired:
                 pass
-            ldflags = ["-s", "-w"] + [f"-X {v}={version}".replace("{version}", version) for v in recipe.version_vars]
+            ldflags = ["-s", "-w"] + [f"-X {v.format(version=version)}" for v in recipe.version_vars]
             args = [go, "build", "-v", "-trimpath", "-ldflags", " ".join(ldflags), "-o", str(out) + ".part"]
             if recipe.tags:
                 args += ["-tags", ",".join(recipe.tags)]
@@ -341,7 +341,7 @@ def recipe_id(spec: BinarySpec) -> str:
     g = spec.go
     if g is None:
         return ""
-    text = f"{g.module}|{g.package}|{','.join(g.tags)}|{','.join(g.version_vars)}|cgo0|trimpath|s-w"
+    text = f"{g.module}|{g.package}|{','.join(g.tags)}|{','.join(g.version_vars)}|cgo0|trimpath|s-w|2"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -184,3 +184,19 @@ def test_pytest_run_tears_down_on_interrupt(state_dir, tmp_path, sig):
     assert proc.returncode != 0
     assert not any(pid_alive(p) for p in pids), out[-3000:]
     assert not platform_dir.exists(), out[-3000:]
+
+
+def test_built_binaries_report_their_release_version():
+    """The version is stamped at build time (-ldflags -X), as upstream's release builds do."""
+    from harness.binaries import BinaryResolver
+    from harness.components import COMPONENTS
+
+    release = Catalog.load().get()
+    for c in COMPONENTS:
+        if not c.release_key or c.spec.system_names:
+            continue
+        version = release.version(c.release_key)
+        path = BinaryResolver().resolve(c.spec, version).path
+        out = subprocess.run([str(path), "-version" if c.name != "prometheus" else "--version"],
+                             capture_output=True, text=True, timeout=60)
+        assert f"version {version} " in out.stdout + out.stderr, (c.name, (out.stdout + out.stderr)[:300])

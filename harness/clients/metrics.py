@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Iterable, Mapping, Sequence
 
 import cramjam
@@ -55,9 +56,17 @@ def promql_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+_LEGACY_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def promql_label_name(name: str) -> str:
+    """A label name as PromQL needs it: bare if legacy-valid, else quoted (Prometheus 3 UTF-8 names)."""
+    return name if _LEGACY_NAME.match(name) else promql_string(name)
+
+
 def selector(labels: Mapping[str, str]) -> str:
     """An exact-match series selector for ``labels`` (``__name__`` included as a matcher)."""
-    return "{" + ",".join(f"{k}={promql_string(v)}" for k, v in sorted(labels.items())) + "}"
+    return "{" + ",".join(f"{promql_label_name(k)}={promql_string(v)}" for k, v in sorted(labels.items())) + "}"
 
 
 def parse_value(s: str) -> float:

@@ -42,6 +42,8 @@ class Cortex(Store):
         return {
             "target": "all",
             "auth_enabled": True,
+            # metric and label names may be any UTF-8 (quoted in PromQL), as in Prometheus 3
+            "name_validation_scheme": "utf8",
             "server": {
                 "http_listen_address": ctx.host,
                 "http_listen_port": ctx.ports["cortex"],

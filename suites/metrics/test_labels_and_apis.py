@@ -23,6 +23,11 @@ def _cases(test_id: str, limits: dict) -> dict[str, dict]:
         "value at the length limit": {**base, "case": "long", "v": "x" * max_len},
         "labels at the per-series limit": {**many, "case": "many"} if len(many) < max_names else many,
         "label name with underscores and digits": {**base, "case": "name", "_a1_B2": "ok"},
+        # UTF-8 names must be quoted in PromQL: {"service.name"="..."}
+        "label names needing quotes in PromQL": {**base, "case": "utf8-names", "service.name": "checkout",
+                                                 "k8s/pod-name": "p-1", "ünïcode": "ok", "with space": "yes"},
+        "metric name needing quotes in PromQL": {**base, "__name__": "stackproof.label_case.dotted",
+                                                 "case": "utf8-metric"},
     }
 
 
