@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,12 @@ class PlatformContext:
     @property
     def gateway_url(self) -> str:
         return self.url("gateway", "https")
+
+
+def version_tuple(version: str | None) -> tuple[int, ...]:
+    """``"v3.7.8"`` -> ``(3, 7, 8)``; unknown or missing -> ``()``, which sorts first."""
+    m = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", version or "")
+    return tuple(int(x) for x in m.groups() if x is not None) if m else ()
 
 
 def write_yaml(path: Path, data: dict) -> Path:

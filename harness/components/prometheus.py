@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from ..binaries import ArchiveRecipe, BinarySpec, GoRecipe
-from .base import Component, PlatformContext, http_ready, write_yaml
+from .base import Component, PlatformContext, http_ready, version_tuple, write_yaml
 
 
 def _module_version(version: str) -> str:
@@ -76,8 +76,7 @@ class PrometheusAgent(Component):
 
     def args(self, ctx: PlatformContext, binary: Path, version: str | None) -> list[str]:
         # agent mode is a flag since 3.0; a feature flag before
-        major = int(re.match(r"v?(\d+)", version or "3").group(1))
-        agent = ["--agent"] if major >= 3 else ["--enable-feature=agent"]
+        agent = ["--agent"] if version_tuple(version or "v3") >= (3,) else ["--enable-feature=agent"]
         return [str(binary), *agent,
                 f"--config.file={ctx.config_dir / 'prometheus.yml'}",
                 f"--storage.agent.path={ctx.data_dir / 'prometheus'}",
