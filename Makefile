@@ -1,7 +1,7 @@
 # The two commands (see README.md):
 #   make run    provision the local platform, run the conformance suites, write the report
-#   make test   the harness's own tests, and the smoke, metrics, logs and security suites
-#               against a real local platform
+#   make test   the harness's own tests, the smoke, metrics, logs and security suites
+#               against a real local platform, then the durability suite on another
 #
 # Both set everything up themselves: nginx (apt-get), a virtualenv in .venv,
 # and the component binaries, built from their Go modules into
@@ -22,6 +22,9 @@ run: setup build
 test: setup build
 	$(BIN)/python -m pytest tests suites/smoke suites/metrics suites/logs suites/security -n 2 --timeout=900 \
 	  --junitxml=$(RESULTS)/test-junit.xml; $(PYTEST_NO_EMPTY)
+	@# durability kills and restarts the stores: on a platform of its own
+	$(BIN)/python -m pytest suites/durability -n 2 --timeout=900 \
+	  --junitxml=$(RESULTS)/durability-junit.xml; $(PYTEST_NO_EMPTY)
 
 setup: $(VENV)/.installed
 	@scripts/system-deps.sh

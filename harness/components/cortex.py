@@ -75,9 +75,13 @@ class Cortex(Store):
                     # a graceful stop cuts and ships the head to object storage
                     "flush_blocks_on_shutdown": True,
                 },
-                "bucket_store": {"sync_dir": str(d / "tsdb-sync")},
+                # the store-gateway sees new blocks through the bucket index; with
+                # upstream's 15m sync a store that lost its disk serves nothing
+                # from the bucket for up to 15 minutes (found by the durability suite)
+                "bucket_store": {"sync_dir": str(d / "tsdb-sync"), "sync_interval": "30s"},
             },
-            "compactor": {"data_dir": str(d / "compactor"), "sharding_ring": ring},
+            # the compactor's cleaner writes the bucket index: every minute, not 15
+            "compactor": {"data_dir": str(d / "compactor"), "sharding_ring": ring, "cleanup_interval": "1m"},
             "store_gateway": {"sharding_ring": {**ring, "replication_factor": 1}},
             "frontend_worker": {"match_max_concurrent": True},
             "ruler": {"enable_api": True, "rule_path": str(d / "rules-tmp")},

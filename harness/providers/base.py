@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
 
+from ..errors import StackproofError
 from ..releases import Release
 from ..target import Target
 
@@ -42,3 +43,23 @@ class Provider(ABC):
     def collect_artifacts(self, dest: Path) -> list[Path]:
         """Copy logs and (secret-free) configuration to ``dest``."""
         return []
+
+    # -- single components, on the same data (capability 'restart') --------
+    def _cannot(self, what: str):
+        raise StackproofError(f"provider {self.name!r} cannot {what}")
+
+    def stop_component(self, name: str) -> str:
+        """Stop one component gracefully (it flushes what it flushes on shutdown)."""
+        self._cannot("stop a single component")
+
+    def kill_component(self, name: str) -> None:
+        """Kill one component without warning (SIGKILL: a crash)."""
+        self._cannot("kill a single component")
+
+    def start_component(self, name: str) -> float:
+        """Start a stopped component again on its data; returns seconds until ready."""
+        self._cannot("start a single component")
+
+    def remove_local_data(self, name: str) -> list[str]:
+        """Delete a stopped component's local disk (not the bucket)."""
+        self._cannot("remove a component's local data")

@@ -101,9 +101,12 @@ class LocalProvider(Provider):
         os.replace(tmp, self.state_file)
 
     def _attach_all(self) -> None:
+        """Re-read the state file: another process (an xdist worker, the CLI)
+        may have restarted a component since this object last looked."""
         self.state = self._load_state()
         for name, c in self.state.get("components", {}).items():
-            if name not in self.procs and "pid" in c:
+            cur = self.procs.get(name)
+            if "pid" in c and (cur is None or cur.pid != c["pid"]):
                 self.procs[name] = Supervised.attach(name, c["pid"], c.get("start_time", 0), Path(c["log"]),
                                                      c.get("stop_signal", 15))
 
@@ -205,6 +208,10 @@ class LocalProvider(Provider):
             return target
 
     def _start(self, c: Component, ctx: PlatformContext, binary: Path, version: str | None) -> float:
+        # a port still held (by a component that did not stop, or anything
+        # else) would let the readiness check talk to the wrong process
+        for port_name in c.port_names:
+            require_free(ctx.ports[port_name], f"{c.name} ({port_name})")
         c.configure(ctx, version)
         self.say(f"starting {c.name}" + (f" {version}" if version else "") + f" on {c.endpoint(ctx)}")
         proc = Supervised.start(c.name, c.args(ctx, binary, version), ctx.logs_dir / f"{c.name}.log",
@@ -274,6 +281,17 @@ class LocalProvider(Provider):
         if self.procs.get(name) and self.procs[name].alive():
             raise StackproofError(f"{name} is already running")
         return self._start(c, self.context(), Path(comp["binary"]), comp.get("version"))
+
+    def remove_local_data(self, name: str) -> list[str]:
+        self._attach_all()
+        if self.procs.get(name) and self.procs[name].alive():
+            raise StackproofError(f"{name} is running; stop it before removing its local data")
+        removed = []
+        for d in BY_NAME[name].data_dirs(self.context()):
+            if d.exists():
+                shutil.rmtree(d)
+                removed.append(str(d))
+        return removed
 
     def restart_component(self, name: str) -> float:
         self.stop_component(name)
