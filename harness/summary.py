@@ -9,6 +9,7 @@ import statistics
 
 PROP_CHECK = "stackproof_check"
 PROP_VISIBILITY = "stackproof_visibility"
+PROP_UPGRADE = "stackproof_upgrade"  # an upgrade run's report, written by the reports plugin
 
 
 def percentile(values: list[float], p: float) -> float:

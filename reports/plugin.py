@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from harness import __version__
-from harness.summary import PROP_CHECK, PROP_VISIBILITY, summarize
+from harness.summary import PROP_CHECK, PROP_UPGRADE, PROP_VISIBILITY, summarize
+
+from reports.upgrade import write_upgrade_report
 from harness.target import Target
 
 STATE = pytest.StashKey[dict]()
@@ -59,6 +61,10 @@ class _Collector:
                 state["checks"] += 1
             elif key == PROP_VISIBILITY:
                 state["latencies"].setdefault(value["signal"], []).append(value["seconds"])
+            elif key == PROP_UPGRADE and report.when == "call":
+                out = Path(self.config.option.stackproof_results or "results")
+                j, h = write_upgrade_report(out, value)
+                state.setdefault("reports", []).extend([str(j), str(h)])
         t = state["tests"].setdefault(report.nodeid, {"nodeid": report.nodeid, "outcome": "passed",
                                                       "duration": 0.0, "message": ""})
         t["duration"] += report.duration
@@ -93,6 +99,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if STATE not in config.stash or not config.stash[STATE]["checks"]:
         return
     state = config.stash[STATE]
+    for path in state.get("reports", []):
+        terminalreporter.write_line(f"report written: {path}")
     summary = summarize(state["checks"], state["latencies"])
     tr = terminalreporter
     tr.section("stackproof summary")
