@@ -2,6 +2,7 @@
 #   make run    provision the local platform, run the conformance suites, write the report
 #   make test   the harness's own tests, the smoke, metrics, logs and security suites
 #               against a real local platform, then the durability suite on another
+#   make upgrade the release gate (pytest suites/upgrade): the two newest releases
 #
 # Both set everything up themselves: nginx (apt-get), a virtualenv in .venv,
 # and the component binaries, built from their Go modules into
@@ -15,16 +16,22 @@ RESULTS ?= results
 # pytest's exit code 5 means "no tests ran": that is a failure, never a pass
 PYTEST_NO_EMPTY = rc=$$?; if [ $$rc -eq 5 ]; then echo "stackproof: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-.PHONY: run test setup build doctor clean
+.PHONY: run test upgrade setup build doctor clean
 run: setup build
 	$(BIN)/stackproof run --results $(RESULTS)
 
 test: setup build
 	$(BIN)/python -m pytest tests suites/smoke suites/metrics suites/logs suites/security -n 2 --timeout=900 \
 	  --junitxml=$(RESULTS)/test-junit.xml; $(PYTEST_NO_EMPTY)
-	@# durability kills and restarts the stores: on a platform of its own
-	$(BIN)/python -m pytest suites/durability -n 2 --timeout=900 \
+	@# durability kills and restarts the stores: on a platform of its own, with a real S3 server
+	$(BIN)/python -m pytest suites/durability --storage s3 -n 2 --timeout=900 \
 	  --junitxml=$(RESULTS)/durability-junit.xml; $(PYTEST_NO_EMPTY)
+
+# the release gate: upgrade the second newest release to the newest, then roll back
+upgrade: setup
+	$(BIN)/stackproof build --release $$($(BIN)/python -c "from harness.releases import Catalog; print(Catalog.load().newest(2)[0].name)")
+	$(BIN)/python -m pytest suites/upgrade --timeout=1800 --stackproof-results $(RESULTS) \
+	  --junitxml=$(RESULTS)/upgrade-junit.xml; $(PYTEST_NO_EMPTY)
 
 setup: $(VENV)/.installed
 	@scripts/system-deps.sh

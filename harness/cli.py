@@ -58,7 +58,7 @@ def _print_endpoints(target: Target, status: dict | None = None) -> None:
 
 def cmd_up(args) -> int:
     release = Catalog.load().get(args.release)
-    provider = LocalProvider(args.platform, gateway_port=args.gateway_port)
+    provider = LocalProvider(args.platform, gateway_port=args.gateway_port, storage=args.storage)
     print(f"starting platform {args.platform!r} with release {release}", file=sys.stderr)
     t0 = time.monotonic()
     target = provider.deploy(release)
@@ -273,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "ready, and print the target file and the endpoints (never the tokens).")
     sp.add_argument("--release", help="release from the catalog (default: the newest; see 'stackproof releases')")
     sp.add_argument("--gateway-port", type=int, metavar="PORT", help="fixed gateway port (default: a free one)")
+    sp.add_argument("--storage", choices=("filesystem", "s3"), default="filesystem",
+                    help="object storage: a directory (default), or a real S3 server (versitygw) on loopback")
     platform_arg(sp)
     sp.set_defaults(func=cmd_up)
 

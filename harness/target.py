@@ -86,6 +86,10 @@ class Target:
     # where the provider keeps component logs, if it publishes them (for the
     # security suite's scan for leaked tokens)
     logs_dir: str | None = None
+    # the platform's object storage, if the provider publishes it: {"type": "s3",
+    # "endpoint", "buckets" (comma-separated), "access_key_id", "secret_access_key",
+    # "region"} or {"type": "filesystem", "path"}
+    object_storage: dict[str, str] | None = None
     path: Path | None = field(default=None, repr=False, compare=False)
 
     # -- tenants -------------------------------------------------------
@@ -156,6 +160,8 @@ class Target:
         d["limits"] = dict(self.limits)
         if self.logs_dir:
             d["logs_dir"] = self.logs_dir
+        if self.object_storage:
+            d["object_storage"] = dict(self.object_storage)
         return d
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -204,7 +210,7 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
 
     known = {"name", "provider", "release", "gateway_url", "ca_file", "metrics", "logs",
-             "tenants", "capabilities", "components", "limits", "logs_dir"}
+             "tenants", "capabilities", "components", "limits", "logs_dir", "object_storage"}
     for key in data:
         if key not in known:
             raise bad(str(key), f"is not a target field (known: {', '.join(sorted(known))})")
@@ -308,6 +314,10 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
             raise bad(f"limits.{k}", f"must be a positive integer, got {v!r}")
         limits[k] = v
     logs_dir = opt_str("logs_dir", None)
+    object_storage = data.get("object_storage")
+    if object_storage is not None and (not isinstance(object_storage, dict) or not all(
+            isinstance(v, str) for v in object_storage.values())):
+        raise bad("object_storage", "must map names to strings")
 
     kwargs = {k: v for k, v in paths.items() if v is not None}
     return Target(
@@ -321,5 +331,6 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
         components=dict(components),
         limits=limits,
         logs_dir=logs_dir,
+        object_storage=object_storage,
         **kwargs,
     )

@@ -95,6 +95,10 @@ class Component:
     stop_timeout: float = 60.0
     ready_timeout: float = 120.0
 
+    def enabled(self, storage: dict) -> bool:
+        """Whether this platform runs the component at all (e.g. the S3 server)."""
+        return True
+
     def configure(self, ctx: PlatformContext, version: str | None) -> None:
         """Write the component's configuration for ``version`` (idempotent;
         called again on upgrade, where a new version's changes are made)."""
@@ -102,6 +106,10 @@ class Component:
 
     def args(self, ctx: PlatformContext, binary: Path, version: str | None) -> list[str]:
         raise NotImplementedError
+
+    def env(self, ctx: PlatformContext) -> dict:
+        """Extra environment of the process (for secrets: never on the command line)."""
+        return {}
 
     def ready_check(self, ctx: PlatformContext):
         raise NotImplementedError

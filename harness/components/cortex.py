@@ -98,6 +98,10 @@ class Cortex(Store):
 
     @staticmethod
     def bucket_config(ctx: PlatformContext) -> dict:
-        if ctx.storage.get("type", "filesystem") != "filesystem":
-            raise NotImplementedError(f"cortex storage type {ctx.storage.get('type')!r}")
+        st = ctx.storage
+        if st.get("type") == "s3":
+            return {"backend": "s3", "s3": {
+                "endpoint": f"{ctx.host}:{ctx.ports['s3']}", "bucket_name": "cortex", "insecure": True,
+                "access_key_id": st["access_key_id"], "secret_access_key": st["secret_access_key"],
+                "region": st.get("region", "us-east-1"), "bucket_lookup_type": "path"}}
         return {"backend": "filesystem", "filesystem": {"dir": str(ctx.bucket_dir / "cortex")}}

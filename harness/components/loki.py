@@ -61,7 +61,8 @@ class Loki(Store):
                 "wal": {"enabled": True, "dir": str(d / "wal"), "flush_on_shutdown": True},
             },
             "schema_config": {"configs": [{
-                "from": SCHEMA_FROM, "store": "tsdb", "object_store": "filesystem", "schema": "v13",
+                "from": SCHEMA_FROM, "store": "tsdb", "object_store": "s3" if ctx.storage.get("type") == "s3"
+                else "filesystem", "schema": "v13",
                 "index": {"prefix": "index_", "period": "24h"},
             }]},
             "storage_config": {
@@ -99,7 +100,10 @@ class Loki(Store):
 
     @staticmethod
     def bucket_config(ctx: PlatformContext) -> dict:
-        if ctx.storage.get("type", "filesystem") != "filesystem":
-            raise NotImplementedError(f"loki storage type {ctx.storage.get('type')!r}")
+        st = ctx.storage
+        if st.get("type") == "s3":
+            return {"s3": {"endpoint": f"{ctx.host}:{ctx.ports['s3']}", "bucketnames": "loki", "insecure": True,
+                           "access_key_id": st["access_key_id"], "secret_access_key": st["secret_access_key"],
+                           "region": st.get("region", "us-east-1"), "s3forcepathstyle": True}}
         b = ctx.bucket_dir / "loki"
         return {"filesystem": {"chunks_directory": str(b / "chunks"), "rules_directory": str(b / "rules")}}

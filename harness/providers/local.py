@@ -23,6 +23,7 @@ from typing import Callable
 
 from ..binaries import BinaryResolver
 from ..components import BY_NAME, COMPONENTS, Component, PlatformContext
+from ..components.s3 import new_credentials
 from ..errors import ComponentError, StackproofError
 from ..ports import free_ports, require_free
 from ..procs import Supervised
@@ -39,6 +40,9 @@ LIMITED_OVERRIDES = {
                "ingestion_burst_size": DEFAULT_LIMITS["limited_metrics_burst_samples"]},
     "loki": {"ingestion_rate_mb": 0.01, "ingestion_burst_size_mb": 0.01},
 }
+
+
+STORAGE_TYPES = ("filesystem", "s3")
 
 
 def state_root() -> Path:
@@ -63,7 +67,11 @@ class LocalProvider(Provider):
     name = "local"
 
     def __init__(self, platform: str = "local", root: Path | None = None, gateway_port: int | None = None,
-                 resolver: BinaryResolver | None = None, progress: Callable[[str], None] = _say):
+                 resolver: BinaryResolver | None = None, progress: Callable[[str], None] = _say,
+                 storage: str = "filesystem"):
+        if storage not in STORAGE_TYPES:
+            raise StackproofError(f"unknown storage {storage!r}; known: {', '.join(STORAGE_TYPES)}")
+        self.storage_type = storage
         if not platform.replace("-", "").replace("_", "").isalnum():
             raise StackproofError(f"platform name {platform!r} must be letters, digits, '-' or '_'")
         self.platform = platform
@@ -160,16 +168,35 @@ class LocalProvider(Provider):
                      for comp, limits in LIMITED_OVERRIDES.items()}
         self.state = {"platform": self.platform, "created": time.time(), "ports": ports,
                       "tls": [str(tls.ca_cert), str(tls.server_cert), str(tls.server_key)],
-                      "overrides": overrides, "storage": {"type": "filesystem"}, "components": {}}
+                      "overrides": overrides, "storage": self._storage_config(), "components": {}}
         target = Target(
             name=self.platform, provider="local", gateway_url=f"https://127.0.0.1:{ports['gateway']}",
             tenants=tenants, ca_file=str(tls.ca_cert),
             capabilities=["metrics", "logs", "tail", "agent", "restart"],
-            components={c.name: c.endpoint(self._ctx_for(ports, tls, tenants)) for c in COMPONENTS},
+            components={c.name: c.endpoint(self._ctx_for(ports, tls, tenants)) for c in self.active()},
             limits=dict(DEFAULT_LIMITS), logs_dir=str(self.root / "logs"),
+            object_storage=self._published_storage(ports),
         )
         target.save(self.target_file)
         self._save_state()
+
+    def _storage_config(self) -> dict:
+        if self.storage_type == "s3":
+            key, secret = new_credentials()
+            return {"type": "s3", "access_key_id": key, "secret_access_key": secret, "region": "us-east-1"}
+        return {"type": "filesystem"}
+
+    def _published_storage(self, ports: dict) -> dict:
+        """What the target file says about the bucket (for the durability suite's listing)."""
+        st = self.state["storage"]
+        if st["type"] == "s3":
+            return {**st, "endpoint": f"http://127.0.0.1:{ports['s3']}", "buckets": "cortex,loki"}
+        return {"type": "filesystem", "path": str(self.root / "data" / "bucket")}
+
+    def active(self) -> list[Component]:
+        """The components this platform runs (the S3 server only with S3 storage)."""
+        storage = (self.state or {}).get("storage", {"type": self.storage_type})
+        return [c for c in COMPONENTS if c.enabled(storage)]
 
     def _ctx_for(self, ports, tls, tenants) -> PlatformContext:
         return PlatformContext(name=self.platform, root=self.root, ports=ports, tenants=tenants, tls=tls)
@@ -177,8 +204,8 @@ class LocalProvider(Provider):
     def resolve_binaries(self, release: Release) -> dict[str, tuple[Path, str | None]]:
         """Find or build every binary of ``release`` before anything starts."""
         out = {}
-        for c in COMPONENTS:
-            version = release.version(c.release_key) if c.release_key else None
+        for c in self.active():
+            version = release.version(c.release_key) if c.release_key else getattr(c, "version", None)
             binary_version = None if c.spec.system_names else version
             resolved = self.resolver.resolve(c.spec, binary_version)
             out[c.name] = (resolved.path, version)
@@ -193,7 +220,7 @@ class LocalProvider(Provider):
             self.state["release"] = release.name
             t0 = time.monotonic()
             try:
-                for c in COMPONENTS:
+                for c in self.active():
                     binary, version = binaries[c.name]
                     self._start(c, ctx, binary, version)
             except BaseException:
@@ -215,7 +242,8 @@ class LocalProvider(Provider):
         c.configure(ctx, version)
         self.say(f"starting {c.name}" + (f" {version}" if version else "") + f" on {c.endpoint(ctx)}")
         proc = Supervised.start(c.name, c.args(ctx, binary, version), ctx.logs_dir / f"{c.name}.log",
-                                cwd=ctx.data_dir, stop_signal=c.stop_signal)
+                                cwd=ctx.data_dir, stop_signal=c.stop_signal,
+                                env={**os.environ, **c.env(ctx)} if c.env(ctx) else None)
         self.procs[c.name] = proc
         self.state.setdefault("components", {})[c.name] = {"version": version, "binary": str(binary)}
         self._save_state()
@@ -226,7 +254,7 @@ class LocalProvider(Provider):
 
     def _stop_all(self) -> dict[str, str]:
         results = {}
-        for c in reversed(COMPONENTS):
+        for c in reversed(self.active()):
             p = self.procs.get(c.name)
             if p is not None:
                 results[c.name] = p.stop(c.stop_timeout)
@@ -240,7 +268,7 @@ class LocalProvider(Provider):
             self._attach_all()
             binaries = self.resolve_binaries(release)
             ctx = self.context()
-            for c in COMPONENTS:
+            for c in self.active():
                 binary, version = binaries[c.name]
                 old = self.state.get("components", {}).get(c.name, {}).get("version")
                 if old == version and c.name in self.procs and self.procs[c.name].alive():
@@ -324,7 +352,7 @@ class LocalProvider(Provider):
             return {"platform": self.platform, "state": "absent", "root": str(self.root)}
         ctx = self.context()
         comps = {}
-        for c in COMPONENTS:
+        for c in self.active():
             p = self.procs.get(c.name)
             info = self.state.get("components", {}).get(c.name, {})
             alive = bool(p and p.alive())

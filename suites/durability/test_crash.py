@@ -60,6 +60,26 @@ def _verify(check, signal, log, reader, what):
     return result
 
 
+def _bucket_objects(target, store: str) -> list[str]:
+    """Object keys in the store's bucket: through boto3 for S3, else the files of a filesystem bucket."""
+    st = target.object_storage or {}
+    if st.get("type") == "s3":
+        import boto3
+        from botocore.config import Config
+
+        s3 = boto3.client("s3", endpoint_url=st["endpoint"], aws_access_key_id=st["access_key_id"],
+                          aws_secret_access_key=st["secret_access_key"], region_name=st.get("region", "us-east-1"),
+                          config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
+        keys = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=store):
+            keys += [o["Key"] for o in page.get("Contents", [])]
+        return keys
+    if st.get("type") == "filesystem":
+        root = Path(st["path"]) / store
+        return [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()]
+    pytest.skip(f"target {target.name!r} does not publish its object storage")
+
+
 @pytest.mark.parametrize("victim", ["cortex", "loki"])
 def test_kill_9_during_writes_loses_no_acknowledged_write(target, tenant_a, test_id, platform_control, check,
                                                           victim):
@@ -110,7 +130,13 @@ def test_graceful_stop_flushes_to_the_bucket_and_data_survives_losing_the_local_
             return loki.entries(logql_selector(labels), t0 * 10**6 - 60 * 10**9, t0 * 10**6 + 120 * 10**9)
 
     check.visible(signal, read, lambda got: len(got) >= len(written), "written data before the stop")
+    before = _bucket_objects(target, store)
     check.equal(platform_control.stop_component(store), "stopped", f"{store} stops gracefully (flushes)")
+    flushed = sorted(set(_bucket_objects(target, store)) - set(before))
+    check.true(bool(flushed), f"the graceful stop of {store} wrote new objects to the bucket",
+               f"{len(before)} objects before, none new after")
+    print(f"{store}: graceful stop flushed {len(flushed)} objects to the "
+          f"{(target.object_storage or {}).get('type', '?')} bucket, e.g. {flushed[:3]}")
     removed = platform_control.remove_local_data(store)
     check.true(bool(removed), f"{store}'s local data was removed", "nothing to remove")
     platform_control.start_component(store)

@@ -259,15 +259,17 @@ def _files_to_scan(config, target) -> list[Path]:
     return files
 
 
-def test_no_token_appears_in_any_log_report_or_attachment(target, pytestconfig, check):
+def test_no_secret_appears_in_any_log_report_or_attachment(target, pytestconfig, check):
     """Scans the component logs the provider publishes and everything this
     run has written so far (Allure results, stackproof results, JUnit)."""
     files = _files_to_scan(pytestconfig, target)
     check.true(bool(files), "there are logs or results to scan",
                "no logs_dir in the target and no --alluredir/--stackproof-results")
-    tokens = {t.name: t.token.encode() for t in target.tenants}
+    tokens = {f"{t.name}'s token": t.token.encode() for t in target.tenants}
+    if (target.object_storage or {}).get("secret_access_key"):
+        tokens["the object storage secret key"] = target.object_storage["secret_access_key"].encode()
     leaks = []
     for f in files:
         data = f.read_bytes()
-        leaks += [f"{f} holds {name}'s token" for name, tok in tokens.items() if tok in data]
-    check.equal(leaks, [], f"token leaks in {len(files)} files")
+        leaks += [f"{f} holds {name}" for name, tok in tokens.items() if tok in data]
+    check.equal(leaks, [], f"secret leaks in {len(files)} files")
