@@ -16,7 +16,7 @@ def test_agent_series_arrive_under_the_system_tenant_only(target, tenants, check
     system = PromQLClient(target, target.system_tenant)
     q = 'up{stackproof_platform!=""}'
     check.query("agent up", q)
-    res = check.visible("metrics", lambda: system.query(q), lambda r: {s["metric"].get("job") for s in r}
+    res = check.visible("agent", lambda: system.query(q), lambda r: {s["metric"].get("job") for s in r}
                         >= {"cortex", "loki", "prometheus"}, "agent scrapes under the system tenant", timeout=60)
     check.equal(sorted((s["metric"]["job"], s["value"][1]) for s in res if s["metric"]["job"] in
                        ("cortex", "loki", "prometheus")),
