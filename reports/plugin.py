@@ -71,6 +71,9 @@ class _Collector:
         if report.failed:
             t["outcome"] = "error" if report.when != "call" else "failed"
             t["message"] = (report.longreprtext or "").strip().splitlines()[-1][:500] if report.longreprtext else ""
+        elif hasattr(report, "wasxfail") and t["outcome"] == "passed":
+            t["outcome"] = "xfailed" if report.skipped else "xpassed"
+            t["message"] = str(report.wasxfail)[:500]
         elif report.skipped and t["outcome"] == "passed":
             t["outcome"] = "skipped"
 
@@ -160,6 +163,10 @@ def render_html(report: dict) -> str:
     e = html.escape
     counts = ", ".join(f"{n} {k}" for k, n in sorted(report["counts"].items())) or "no tests"
     target = report["target"]
+    summ = report.get("summary", {})
+    summary_line = e(f"{summ.get('checks', 0)} exact checks. " + " ".join(
+        f"{sig} write-to-visible: p50 {v['p50'] * 1000:.0f} ms, p95 {v['p95'] * 1000:.0f} ms, "
+        f"max {v['max'] * 1000:.0f} ms ({v['n']} read-backs)." for sig, v in summ.get("visibility_seconds", {}).items()))
     rows = "\n".join(
         f"<tr class='{e(t['outcome'])}'><td>{e(t['outcome'])}</td><td>{e(t['nodeid'])}</td>"
         f"<td>{t['duration']:.2f}s</td><td>{e(t['message'])}</td></tr>" for t in report["tests"])
@@ -177,6 +184,7 @@ tr.passed td:first-child {{ color: #070; }}
 {report['exit_status']}.</p>
 <p>Target: <b>{e(str(target.get('name', '-')))}</b> (provider {e(str(target.get('provider', '-')))},
 release {e(str(target.get('release', '-')))}, gateway {e(str(target.get('gateway', '-')))}).</p>
+<p>{summary_line}</p>
 <p>Machine: Python {e(report['machine']['python'])}, {e(report['machine']['platform'])},
 {report['machine']['cpus']} CPUs.</p>
 <table><tr><th>outcome</th><th>test</th><th>time</th><th>message</th></tr>
