@@ -1,7 +1,7 @@
 # The two commands (see README.md):
 #   make run    provision the local platform, run the conformance suites, write the report
 #   make test   the harness's own tests, the smoke, metrics, logs and security suites
-#               against a real local platform, then the durability suite on another
+#               against a real local platform, then the durability and load suites on others
 #   make upgrade the release gate (pytest suites/upgrade): the two newest releases
 #
 # Both set everything up themselves: nginx (apt-get), a virtualenv in .venv,
@@ -26,6 +26,9 @@ test: setup build
 	@# durability kills and restarts the stores: on a platform of its own, with a real S3 server
 	$(BIN)/python -m pytest suites/durability --storage s3 -n 2 --timeout=900 \
 	  --junitxml=$(RESULTS)/durability-junit.xml; $(PYTEST_NO_EMPTY)
+	@# short bounded locust runs: gevent must patch the process before anything imports ssl
+	$(BIN)/python -m pytest -p loadgen.gevent_first suites/load --timeout=600 \
+	  --junitxml=$(RESULTS)/load-junit.xml; $(PYTEST_NO_EMPTY)
 
 # the release gate: upgrade the second newest release to the newest, then roll back
 upgrade: setup
