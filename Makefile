@@ -20,15 +20,9 @@ PYTEST_NO_EMPTY = rc=$$?; if [ $$rc -eq 5 ]; then echo "stackproof: pytest colle
 run: setup build
 	$(BIN)/stackproof run --results $(RESULTS)
 
-test: setup build
-	$(BIN)/python -m pytest tests suites/smoke suites/metrics suites/logs suites/security -n 2 --timeout=900 \
-	  --junitxml=$(RESULTS)/test-junit.xml; $(PYTEST_NO_EMPTY)
-	@# durability kills and restarts the stores: on a platform of its own, with a real S3 server
-	$(BIN)/python -m pytest suites/durability --storage s3 -n 2 --timeout=900 \
-	  --junitxml=$(RESULTS)/durability-junit.xml; $(PYTEST_NO_EMPTY)
-	@# short bounded locust runs: gevent must patch the process before anything imports ssl
-	$(BIN)/python -m pytest -p loadgen.gevent_first suites/load --timeout=600 \
-	  --junitxml=$(RESULTS)/load-junit.xml; $(PYTEST_NO_EMPTY)
+# the test steps live in .ci/run, so CI and `make test` are one command
+test:
+	bash .ci/run
 
 # the release gate: upgrade the second newest release to the newest, then roll back
 upgrade: setup
