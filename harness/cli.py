@@ -43,7 +43,7 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:.0f} MiB"
 
 
-def _print_endpoints(target: Target, status: dict | None = None) -> None:
+def _print_endpoints(target: Target) -> None:
     print(f"target file: {target.path}")
     print(f"gateway:     {target.gateway_url}  (TLS, CA {target.ca_file})")
     print(f"  metrics write  {target.metrics_write_url}")

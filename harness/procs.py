@@ -24,7 +24,7 @@ from .errors import ComponentError
 ReadyCheck = Callable[[], tuple[bool, str]]
 
 
-def _proc_start_time(pid: int) -> int | None:
+def proc_start_time(pid: int) -> int | None:
     """Kernel start time (clock ticks since boot) of ``pid``, None if gone or a zombie."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -71,7 +71,7 @@ class Supervised:
                                          stderr=subprocess.STDOUT, start_new_session=True)
             except OSError as exc:
                 raise ComponentError(f"{name} could not be started: {exc.strerror}: {args[0]}") from None
-        st = _proc_start_time(popen.pid) or 0
+        st = proc_start_time(popen.pid) or 0
         return cls(name, popen.pid, st, log_path, stop_signal, popen)
 
     @classmethod
@@ -87,7 +87,7 @@ class Supervised:
     def alive(self) -> bool:
         if self._popen is not None:
             return self._popen.poll() is None
-        st = _proc_start_time(self.pid)
+        st = proc_start_time(self.pid)
         return st is not None and (self.start_time == 0 or st == self.start_time)
 
     def exit_code(self) -> int | None:

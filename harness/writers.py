@@ -82,8 +82,7 @@ class ContinuousWriter:
             self._client = RemoteWriteClient(target, tenant)
         else:
             self._client = LokiClient(target, tenant)
-        self._client.http.default_timeout = timeout
-        # a new connection per request would hide nothing; keep-alive like a real sender
+        self._client.http.default_timeout = timeout  # keep-alive, as a real sender
 
     def _send(self, seq: int, ts: int) -> requests.Response:
         if self.signal == "metrics":

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.procs import proc_start_time
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -27,8 +29,5 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
 
 
 def pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
+    """Running (not gone, not a zombie): the harness's own test."""
+    return proc_start_time(pid) is not None

@@ -88,6 +88,18 @@ class PromQLClient:
         params = {"time": f"{time_s:.3f}"} if time_s is not None else None
         return self.api.custom_query(q, params=params)
 
+    def raw_samples(self, labels: Mapping[str, str], at_s: float, window: str = "1h") -> list[tuple[int, float]]:
+        """Every stored sample of one series in (at - window, at], as (timestamp ms, value).
+
+        A range selector returns raw samples with their own timestamps, unlike
+        an instant query, which returns the evaluation time."""
+        res = self.query(f"{selector(labels)}[{window}]", time_s=at_s)
+        if not res:
+            return []
+        if len(res) != 1:
+            raise AssertionError(f"expected one series for {selector(labels)}, got {len(res)}")
+        return [(round(float(t) * 1000), parse_value(v)) for t, v in res[0]["values"]]
+
     def query_range(self, q: str, start_s: float, end_s: float, step: str) -> list[dict]:
         return self.api.custom_query_range(q, start_time=_dt(start_s), end_time=_dt(end_s), step=step)
 

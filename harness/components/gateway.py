@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..binaries import BinarySpec
 from ..target import DEFAULT_LIMITS
-from .base import Component, PlatformContext
+from .base import Component, PlatformContext, http_ready
 
 SPEC = BinarySpec(name="nginx", system_names=("nginx",))
 
@@ -130,7 +130,6 @@ class Gateway(Component):
 
     def ready_check(self, ctx: PlatformContext):
         # there is no unauthenticated path: a 401 over verified TLS means nginx serves
-        from .base import http_ready
         return http_ready(f"{ctx.gateway_url}/prometheus/api/v1/status/buildinfo",
                           verify=str(ctx.tls.ca_cert), expect=401)
 

@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 
 from ..binaries import BinarySpec, GoRecipe
-from .base import Component, PlatformContext
+from .base import Component, PlatformContext, http_ready
 
 VERSION = "v1.8.0"
 
@@ -63,7 +63,6 @@ class S3Server(Component):
 
     def ready_check(self, ctx: PlatformContext):
         # an unsigned request is refused with 403 once the server answers S3
-        from .base import http_ready
         return http_ready(f"{ctx.url('s3')}/{self.buckets[0]}", expect=403)
 
     def endpoint(self, ctx: PlatformContext) -> str:

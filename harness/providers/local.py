@@ -24,7 +24,7 @@ from typing import Callable
 from ..binaries import BinaryResolver
 from ..components import BY_NAME, COMPONENTS, Component, PlatformContext
 from ..components.s3 import new_credentials
-from ..errors import ComponentError, StackproofError
+from ..errors import StackproofError
 from ..ports import free_ports, require_free
 from ..procs import Supervised
 from ..releases import Release

@@ -16,7 +16,6 @@ import pytest
 
 from harness.clients import LokiClient, PromQLClient
 from harness.clients.logs import logql_selector
-from harness.clients.metrics import parse_value, selector
 from harness.writers import ContinuousWriter, verify_logs, verify_metrics
 
 pytestmark = pytest.mark.durability
@@ -39,8 +38,7 @@ def _read_metrics(target, tenant, labels, since_ms):
 
     def read():
         window_s = max(60, int((time.time() * 1000 - since_ms) / 1000) + 60)
-        res = promql.query(f"{selector(labels)}[{window_s}s]", time_s=time.time())
-        return [(round(float(t) * 1000), parse_value(v)) for t, v in res[0]["values"]] if res else []
+        return promql.raw_samples(labels, time.time(), f"{window_s}s")
     return read
 
 
@@ -118,8 +116,7 @@ def test_graceful_stop_flushes_to_the_bucket_and_data_survives_losing_the_local_
         promql = PromQLClient(target, tenant_a)
 
         def read():
-            res = promql.query(f"{selector(labels)}[10m]", time_s=(t0 + 40_000) / 1000)
-            return [(round(float(t) * 1000), parse_value(v)) for t, v in res[0]["values"]] if res else []
+            return promql.raw_samples(labels, (t0 + 40_000) / 1000, "10m")
     else:
         labels = {"stackproof_test": test_id, "job": "bucket"}
         written = [(t0 * 10**6 + i * 1_000_000_007, f"line {i}") for i in range(30)]

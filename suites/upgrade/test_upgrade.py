@@ -11,7 +11,7 @@ import pytest
 
 from harness.clients import LokiClient, PromQLClient, RemoteWriteClient
 from harness.clients.logs import logql_selector
-from harness.clients.metrics import parse_value, selector
+from harness.clients.metrics import selector
 from harness.summary import PROP_UPGRADE
 from harness.writers import ContinuousWriter, verify_logs, verify_metrics
 
@@ -63,8 +63,7 @@ def _kept_results(target, tenant, test_id, at_ms):
 
 
 def _read_all_samples(promql, labels, end_ms):
-    res = promql.query(f"{selector(labels)}[{SPAN_MS // 1000 + 600}s]", time_s=end_ms / 1000)
-    return [(round(float(t) * 1000), parse_value(v)) for t, v in res[0]["values"]] if res else []
+    return promql.raw_samples(labels, end_ms / 1000, f"{SPAN_MS // 1000 + 600}s")
 
 
 def test_upgrade_loses_nothing(target, tenant_a, test_id, platform_control, upgrade_releases, check, request):
@@ -114,13 +113,11 @@ def test_upgrade_loses_nothing(target, tenant_a, test_id, platform_control, upgr
     got_l = {lb["app"]: loki.entries(logql_selector(lb), log_start * 10**6 - 10**9, now * 10**6) for lb, _ in streams}
     check.equal(got_l, {lb["app"]: e for lb, e in streams}, "every corpus line after the upgrade")
     check.equal(_kept_results(target, tenant_a, test_id, now), kept, "the kept queries answer the same")
-    t_ms, t_ns = int(t_up0 * 1000) - 1000, int(t_up0 * 1e9) - 10**9
+    t_ns = int(t_up0 * 1e9) - 10**9
     results = {}
     for signal, log, verify, reader in (
-            ("metrics", mw.log, verify_metrics, lambda: [
-                (round(float(t) * 1000), parse_value(v)) for r in promql.query(
-                    f"{selector(mlabels)}[{int(time.time() - t_up0) + 120}s]", time_s=time.time())
-                for t, v in r["values"]]),
+            ("metrics", mw.log, verify_metrics,
+             lambda: promql.raw_samples(mlabels, time.time(), f"{int(time.time() - t_up0) + 120}s")),
             ("logs", lw.log, verify_logs, lambda: loki.entries(logql_selector(llabels), t_ns, time.time_ns(),
                                                                limit=5000))):
         res = check.visible(signal, lambda v=verify, lg=log, rd=reader: v(lg, rd), lambda r: not r["lost"],
