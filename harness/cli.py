@@ -4,6 +4,7 @@
     stackproof status    show what runs, where, and whether it is ready
     stackproof down      stop it and remove its data
     stackproof run       up, run the conformance suites, write the report, down
+    stackproof load      load the write path with locust: objectives, completeness, capacity
     stackproof build     build (or fetch) the binaries of a release into the cache
     stackproof doctor    what is installed, cached and missing
     stackproof releases  the release catalog
@@ -15,6 +16,7 @@ fails to start also shows the last lines of its log.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -24,16 +26,19 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
 from .binaries import BinaryResolver, cache_dir
 from .components import COMPONENTS
-from .errors import ComponentError, StackproofError
+from .errors import ComponentError, ConfigError, StackproofError
+from .load import Objectives, Search, run_load
 from .providers import LocalProvider, get_provider
 from .providers.local import state_root
 from .releases import Catalog
 from .target import Target
+from .workload import SIGNALS, Workload, parse_shape
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SUITES = ("smoke", "metrics", "logs", "security")
@@ -204,15 +209,11 @@ def cmd_run(args) -> int:
         if not (suites_root / s).is_dir():
             known = sorted(p.name for p in suites_root.iterdir() if p.is_dir() and not p.name.startswith("_"))
             raise StackproofError(f"unknown suite {s!r}; known suites: {', '.join(known)}")
-    provider = get_provider(args.provider, target_file=args.target_file, platform=args.platform)
-    release = Catalog.load().get(args.release) if args.provider != "existing" else None
     rc = 1
-    target = None
-    t0 = time.monotonic()
-    try:
-        target = provider.deploy(release)
-        print(f"platform ready in {time.monotonic() - t0:.1f}s; running suites: {', '.join(suites)}",
-              file=sys.stderr)
+    with provisioned(args.provider, results, target_file=args.target_file, platform=args.platform,
+                     release=args.release, keep=args.keep) as got:
+        target = got.target
+        print(f"running suites: {', '.join(suites)}", file=sys.stderr)
         cmd = [sys.executable, "-m", "pytest", *[str(suites_root / s) for s in suites],
                f"--target-file={target.path}", f"--rootdir={REPO}", f"--stackproof-results={results}",
                f"--junitxml={results / 'junit.xml'}", f"--alluredir={results / 'allure-results'}",
@@ -221,24 +222,147 @@ def cmd_run(args) -> int:
             cmd += ["-n", str(args.workers)]
         cmd += args.pytest_args
         rc = subprocess.call(cmd, cwd=REPO)
-    finally:
-        if args.keep:
-            print(f"--keep: platform left running; target file {getattr(provider, 'target_file', '')}",
-                  file=sys.stderr)
+    rc = rc or len(got.leaks)
+    print(f"suites exited {rc}; report: {results / 'report.html'} (JSON: {results / 'report.json'}, "
+          f"JUnit: {results / 'junit.xml'}, Allure: {results / 'allure-results'})")
+    return rc
+
+LOAD_PROFILES = {
+    # a single bounded run: does the write path hold the objectives, is anything lost?
+    "run": {"users": 4, "duration": 30},
+    # the shortest meaningful run, for CI against any target
+    "smoke": {"users": 2, "duration": 10},
+    # step the users up until an objective breaks; the last step that held is the capacity
+    "capacity": {"capacity": True},
+}
+
+
+def seconds_arg(text: str) -> int:
+    """``90``, ``90s``, ``2m``, ``1h`` -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text[-1:] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 30s, 2m, 1h)") from None
+
+
+def _load_workload(args) -> Workload:
+    mw, _, lw = (args.mix or "1:1").partition(":")
+    try:
+        weights = {"metrics_weight": int(mw), "logs_weight": int(lw)}
+    except ValueError:
+        raise ConfigError(f"--mix {args.mix!r}: expected METRICS:LOGS weights, e.g. 3:1") from None
+    knobs = {k: getattr(args, k) for k in ("series", "labels", "cardinality", "samples", "scrape_interval",
+                                           "churn", "churn_interval", "streams", "stream_labels", "lines",
+                                           "line_length", "rate", "max_requests") if getattr(args, k) is not None}
+    return Workload(signal=args.signal, run_id=args.run_id, tenants=args.tenant or [], **weights, **knobs)
+
+
+def cmd_load(args) -> int:
+    if importlib.util.find_spec("locust") is None:
+        raise StackproofError("locust is not installed: pip install -e '.[load]' (make setup does)")
+    for k, v in LOAD_PROFILES[args.profile].items():
+        if getattr(args, k) in (None, False):
+            setattr(args, k, v)
+    args.run_id = args.run_id or time.strftime("load-%Y%m%d-%H%M%S")
+    workload = _load_workload(args)
+    objectives = Objectives(p99_ms=args.p99_ms, max_error_rate=args.max_error_rate,
+                            min_throughput_ratio=args.min_throughput)
+    search = Search(start_users=args.start_users, step_users=args.step_users, max_users=args.max_users,
+                    step_seconds=args.step_duration, max_minutes=args.max_minutes) if args.capacity else None
+    if search and (args.web or args.shape):
+        raise ConfigError("--capacity runs its own steps; it cannot be combined with --web or --shape")
+    if args.shape:
+        parse_shape(args.shape)
+    results = Path(args.results).resolve()
+    out = results / "load" / args.run_id
+    provider_name = "existing" if args.target_file else args.provider
+    if provider_name is None:  # a running local platform, or a fresh one for this run
+        running = LocalProvider(args.platform)
+        if running.status()["state"] == "running":
+            provider_name, args.target_file = "existing", str(running.target_file)
         else:
-            arts = results / "artifacts"
+            provider_name = "local"
+    duration = args.duration or (600 if args.web else 30)
+    with provisioned(provider_name, results, target_file=args.target_file, platform="load",
+                     release=args.release, keep=args.keep, run_id=args.run_id) as got:
+        target = got.target
+        print(f"load on {target.name} ({target.gateway_url}), run id {args.run_id}, signal {workload.signal}; "
+              f"objectives: p99 <= {objectives.p99_ms:g} ms, error rate <= {objectives.max_error_rate:g}, "
+              f"throughput >= {objectives.min_throughput_ratio:.0%} of offered", file=sys.stderr)
+        record = run_load(target, workload, objectives, out, search=search, users=args.users or 4,
+                          seconds=duration, processes=args.processes, shape=args.shape, web=args.web,
+                          web_port=args.web_port, csv_prefix=Path(args.csv) if args.csv else None,
+                          html=Path(args.html) if args.html else None,
+                          require={"samples_per_s": args.require_samples_per_s,
+                                   "lines_per_s": args.require_lines_per_s},
+                          log=lambda m: print(m, file=sys.stderr, flush=True))
+    if got.leaks:
+        record["verdict"] = "fail"
+        record["why"].append(f"{len(got.leaks)} token leak(s) in the results")
+    record["results"] = {"dir": str(out)}
+    json_path = results / "capacity.json"
+    json_path.write_text(json.dumps(record, indent=2))
+    html_path = results / "capacity.html"
+    r = subprocess.run([sys.executable, "-m", "reports.capacity", str(json_path), str(html_path)], cwd=REPO,
+                       capture_output=True, text=True)
+    if r.returncode:
+        print(f"stackproof: could not draw the capacity report: {r.stderr.strip().splitlines()[-1:]}",
+              file=sys.stderr)
+    cap = record["capacity"]
+    if search:
+        print("capacity: " + (", ".join(f"{v:,.0f} {k.replace('_per_s', '/s')}" for k, v in cap.items()
+                                        if k.endswith("_per_s")) + f" at {cap['users']} users (step {cap['step']})"
+                              if cap else "no step held the objectives"))
+    complete = all(sig.get("complete") for st in record["steps"] for sig in st["signals"].values())
+    print(f"completeness: {'every accepted item was stored' if complete else 'MISSING DATA (see the report)'}")
+    print(f"verdict: {record['verdict']}" + (f" ({'; '.join(record['why'])})" if record["why"] else ""))
+    print(f"report: {html_path} (JSON {json_path}; locust CSV/HTML per step in {out})")
+    return 0 if record["verdict"] == "pass" else 1
+
+
+
+@dataclass
+class Provisioned:
+    target: Target | None = None
+    leaks: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def provisioned(provider_name: str, results: Path, *, target_file: str | None = None, platform: str = "run",
+                release: str | None = None, keep: bool = False, run_id: str | None = None):
+    """A target for one command: provision it (or take the target file), and afterwards collect
+    the logs into ``results/artifacts``, scan the results for tokens and tear down, unless ``keep``.
+    Yields a :class:`Provisioned`; its ``leaks`` are filled in on the way out."""
+    options = {"platform": platform} if provider_name == "local" else {}
+    if provider_name in ("aws", "gcp"):
+        options["run_id"] = run_id
+    provider = get_provider(provider_name, target_file=target_file, **options)
+    rel = Catalog.load().get(release) if provider_name != "existing" else None
+    got = Provisioned()
+    t0 = time.monotonic()
+    try:
+        got.target = target = provider.deploy(rel)
+        print(f"platform ready in {time.monotonic() - t0:.1f}s (target file {target.path})", file=sys.stderr)
+        yield got
+    finally:
+        target = got.target
+        if provider_name == "existing":
+            pass
+        elif keep:
+            print(f"--keep: platform left running; target file {target.path if target else '-'}", file=sys.stderr)
+        else:
+            leaks = []
             try:
-                provider.collect_artifacts(arts)
+                provider.collect_artifacts(results / "artifacts")
                 leaks = scan_for_tokens(results, target.tenants) if target else []
             finally:
                 provider.destroy()
             for leak in leaks:
                 print(f"stackproof: SECRET LEAK: {leak}", file=sys.stderr)
-            if leaks:
-                rc = rc or 1
-    print(f"suites exited {rc}; report: {results / 'report.html'} (JSON: {results / 'report.json'}, "
-          f"JUnit: {results / 'junit.xml'}, Allure: {results / 'allure-results'})")
-    return rc
+            got.leaks = leaks
 
 
 def scan_for_tokens(root: Path, tenants) -> list[str]:
@@ -308,6 +432,83 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("pytest_args", nargs="*", help=argparse.SUPPRESS)
     platform_arg(sp)
     sp.set_defaults(func=cmd_run, platform="run")
+
+    sp = sub.add_parser(
+        "load", help="load the write path with locust: objectives, completeness, capacity",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Drive remote write and/or Loki push through the gateway with locust (headless, bounded), "
+                    "judge the objectives (p99 write latency, error rate, offered rate taken), and after every "
+                    "run count what the target stored against what it accepted: any silent loss fails.\n\n"
+                    "Profiles: run (default: 4 users, 30s), smoke (2 users, 10s), capacity (step users up "
+                    "until an objective breaks; the last step that held is the capacity).\n"
+                    "Target: --target-file, or --provider to provision one (torn down afterwards unless --keep); "
+                    "by default the running local platform, or a fresh local one for this run.",
+        epilog="Examples:\n"
+               "  stackproof load                                   # 30s of remote write, objectives + completeness\n"
+               "  stackproof load --signal logs --line-length lognormal:200:0.6\n"
+               "  stackproof load --capacity --signal metrics --processes 2\n"
+               "  stackproof load --web --signal mixed --users 8      # locust's dashboards on 127.0.0.1:8089\n"
+               "  stackproof load --shape step:2:2:20:10 --html step.html\n"
+               "Results: RESULTS/capacity.json and capacity.html; locust CSV, HTML and logs per run under "
+               "RESULTS/load/RUN_ID/.")
+    g = sp.add_argument_group("what to run")
+    g.add_argument("--profile", choices=sorted(LOAD_PROFILES), default="run", help="preset (default: run)")
+    g.add_argument("--capacity", action="store_true", help="capacity search (same as --profile capacity)")
+    g.add_argument("--signal", choices=SIGNALS, default="metrics", help="metrics, logs or mixed (default: metrics)")
+    g.add_argument("-u", "--users", type=int, help="users of a single run (default: from the profile)")
+    g.add_argument("-t", "--duration", type=seconds_arg, help="run time, e.g. 30s, 2m (default: 30s; --web 10m)")
+    g.add_argument("--shape", metavar="SPEC", help="locust load shape: step:START:STEP:EVERY:MAX or "
+                                                   "ramp:PEAK:RAMP:HOLD (seconds); it ends the run by itself")
+    g.add_argument("--processes", type=int, default=0, metavar="N",
+                   help="distributed: a locust master and N worker processes (default: 0, one process)")
+    g.add_argument("--web", action="store_true", help="open locust's dashboards on 127.0.0.1 instead of headless")
+    g.add_argument("--web-port", type=int, default=8089, metavar="PORT", help="dashboards' port (default: 8089)")
+    g.add_argument("--run-id", help="label stamped on everything written (default: load-<time>)")
+    g = sp.add_argument_group("target")
+    g.add_argument("--target-file", metavar="PATH", help="an existing platform's target file")
+    g.add_argument("--provider", choices=("local", "aws", "gcp"), help="provision a platform for this run")
+    g.add_argument("--release", help="release to provision (default: the newest)")
+    g.add_argument("--keep", action="store_true", help="leave a provisioned platform running")
+    platform_arg(sp)
+    g = sp.add_argument_group("workload (metrics)")
+    g.add_argument("--series", type=int, help="series per user (default: 500)")
+    g.add_argument("--labels", type=int, help="extra labels per series (default: 0)")
+    g.add_argument("--cardinality", type=int, help="values per extra label (default: 10)")
+    g.add_argument("--samples", type=int, help="samples per series per request (default: 1)")
+    g.add_argument("--scrape-interval", type=float, metavar="S",
+                   help="seconds between a series' samples in one request (default: 0)")
+    g.add_argument("--churn", type=float, metavar="FRACTION", help="share of series replaced every churn interval")
+    g.add_argument("--churn-interval", type=float, metavar="S", help="seconds between churns (default: 10)")
+    g = sp.add_argument_group("workload (logs)")
+    g.add_argument("--streams", type=int, help="streams per user (default: 4)")
+    g.add_argument("--stream-labels", type=int, help="extra labels per stream (default: 0)")
+    g.add_argument("--lines", type=int, help="lines per push (default: 100)")
+    g.add_argument("--line-length", metavar="DIST", help="fixed:N, uniform:MIN:MAX or lognormal:MEDIAN:SIGMA "
+                                                         "(bytes; default: fixed:200)")
+    g = sp.add_argument_group("workload (both)")
+    g.add_argument("--rate", type=float, help="requests per second per user (default: 5)")
+    g.add_argument("--tenant", action="append", metavar="NAME", help="tenant to write as; repeatable "
+                                                                      "(default: every user tenant)")
+    g.add_argument("--mix", metavar="M:L", help="mixed: weights of metrics and logs users (default: 1:1)")
+    g.add_argument("--max-requests", type=int, help="hard bound on requests per process (default: 100000)")
+    g = sp.add_argument_group("objectives")
+    g.add_argument("--p99-ms", type=float, default=500.0, help="p99 write latency objective (default: 500)")
+    g.add_argument("--max-error-rate", type=float, default=0.001, help="failed requests share (default: 0.001)")
+    g.add_argument("--min-throughput", type=float, default=0.9, metavar="RATIO",
+                   help="the platform takes at least this share of the offered rate (default: 0.9)")
+    g.add_argument("--require-samples-per-s", type=float, help="capacity: fail below this many samples/s")
+    g.add_argument("--require-lines-per-s", type=float, help="capacity: fail below this many lines/s")
+    g = sp.add_argument_group("capacity search")
+    g.add_argument("--start-users", type=int, default=2, help="users of the first step (default: 2)")
+    g.add_argument("--step-users", type=int, default=2, help="users added per step (default: 2)")
+    g.add_argument("--max-users", type=int, default=40, help="last step's users at most (default: 40)")
+    g.add_argument("--step-duration", type=seconds_arg, default=20, help="run time per step (default: 20s)")
+    g.add_argument("--max-minutes", type=float, default=30.0, help="the search stops after this (default: 30)")
+    g = sp.add_argument_group("output")
+    g.add_argument("--results", default="results", help="results directory (default: ./results)")
+    g.add_argument("--csv", metavar="PREFIX", help="locust CSV stats of a single run to PREFIX_stats.csv etc.")
+    g.add_argument("--html", metavar="PATH", help="locust's HTML report of a single run")
+    sp.set_defaults(func=cmd_load)
 
     sp = sub.add_parser("build", help="build the release's binaries into the cache",
                         description=f"Resolve each component of a release: override, cache ({cache_dir()}), "

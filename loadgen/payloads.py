@@ -72,8 +72,8 @@ class MetricsPayload:
         """The snappy-compressed body of the current contents."""
         return bytes(cramjam.snappy.compress_raw(self.buf))
 
-    def next(self, t_ms: int, values: np.ndarray) -> bytes:
-        """Samples at ``t_ms``, ``t_ms+1``, ... per series with ``values``; returns the body."""
-        ts = np.full(self.samples, t_ms, dtype=np.int64) + np.tile(np.arange(self.k), self.n_series)
+    def next(self, t_ms: int, values: np.ndarray, step_ms: int = 1) -> bytes:
+        """Samples at ``t_ms``, ``t_ms + step_ms``, ... per series with ``values``; returns the body."""
+        ts = np.full(self.samples, t_ms, dtype=np.int64) + np.tile(np.arange(self.k) * step_ms, self.n_series)
         self.patch(ts, values)
         return self.body()

@@ -3,125 +3,239 @@ through the gateway, with each tenant's token and the platform CA.
 
 Every user sends fast payloads (encoded once, patched per request), fires
 locust's request events through FastHttpUser (geventhttpclient), and counts
-what the platform acknowledged so that a run can be checked for silent loss.
+what the platform answered so that a run can be checked for silent loss:
 
-Configure once per process with :func:`configure` (the locustfiles do it
-from ``STACKPROOF_TARGET_FILE``; tests call it directly). Knobs (environment
-or ``configure``): series per user, samples per series per request, log lines
-per push, line length, requests per second per user.
+- accepted: a 2xx answer, so every item of the request must be stored;
+- refused:  401, 403, 413 or 429, answered before anything is stored;
+- unsure:   anything else (a 400 may have stored the valid part, a 5xx or a
+            broken connection may have stored all of it), so a check allows
+            ``accepted <= stored <= accepted + unsure``.
+
+Configure once per process with :func:`configure` (tests) or
+:func:`configure_from_env` (the locustfiles: ``STACKPROOF_TARGET_FILE``,
+``STACKPROOF_LOAD`` with the workload as JSON, ``STACKPROOF_LOAD_COUNTS``, a
+directory where each process writes its counts when it quits).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
-from locust import FastHttpUser, constant_throughput, task
+from locust import FastHttpUser, constant_throughput, events, task
+from locust.exception import StopUser
 
 from harness.clients.logs import encode_push_proto
 from harness.clients.metrics import REMOTE_WRITE_HEADERS
+from harness.load import write_counts, zero_counts
 from harness.target import Target
+from harness.workload import Workload
 
 from .payloads import MetricsPayload
 
+REFUSED = frozenset({401, 403, 413, 429})
+
 
 @dataclass
-class LoadConfig:
+class LoadState:
     target: Target | None = None
-    run_id: str = "load"
-    series_per_user: int = int(os.environ.get("STACKPROOF_LOAD_SERIES", "500"))
-    samples_per_series: int = int(os.environ.get("STACKPROOF_LOAD_SAMPLES", "1"))
-    lines_per_push: int = int(os.environ.get("STACKPROOF_LOAD_LINES", "100"))
-    line_bytes: int = int(os.environ.get("STACKPROOF_LOAD_LINE_BYTES", "200"))
-    rps_per_user: float = float(os.environ.get("STACKPROOF_LOAD_RPS", "5"))
-    accepted: dict = field(default_factory=lambda: {"metrics": 0, "logs": 0})
-    refused: dict = field(default_factory=lambda: {"metrics": 0, "logs": 0})
+    workload: Workload = field(default_factory=Workload)
+    counts: dict = field(default_factory=zero_counts)
+    counts_dir: Path | None = None
+    sent: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-CONFIG = LoadConfig()
+STATE = LoadState()
 _user_ids = itertools.count()
 
 
-def configure(target: Target, run_id: str, **knobs) -> LoadConfig:
-    """Set the target and knobs for every user class of this process; resets the counters."""
-    global CONFIG
-    CONFIG = LoadConfig(target=target, run_id=run_id, **knobs)
+def configure(target: Target, workload: Workload, counts_dir: Path | None = None) -> LoadState:
+    """Set the target and workload for every user class of this process; resets the counts."""
+    global STATE
+    STATE = LoadState(target=target, workload=workload, counts_dir=counts_dir)
     for cls in (RemoteWriteUser, LokiPushUser):
         cls.host = target.gateway_url
-        cls.wait_time = constant_throughput(CONFIG.rps_per_user)
-    return CONFIG
+        cls.wait_time = constant_throughput(workload.rate)
+    RemoteWriteUser.weight = workload.metrics_weight
+    LokiPushUser.weight = workload.logs_weight
+    return STATE
 
 
-def _ssl_context():
-    return ssl.create_default_context(cafile=CONFIG.target.ca_file) if CONFIG.target.ca_file else \
-        ssl.create_default_context()
+def configure_from_env(environ=os.environ) -> LoadState:
+    path = environ.get("STACKPROOF_TARGET_FILE")
+    if not path:
+        raise SystemExit("stackproof locustfile: set STACKPROOF_TARGET_FILE to a target file "
+                         "(stackproof load does; see 'stackproof load --help')")
+    counts = environ.get("STACKPROOF_LOAD_COUNTS")
+    return configure(Target.load(path), Workload.from_env(environ), Path(counts) if counts else None)
+
+
+@events.quitting.add_listener
+def _write_counts(environment, **_kw) -> None:
+    """Each process (master, every worker) leaves its counts for the completeness check."""
+    if STATE.counts_dir is not None:
+        with STATE.lock:
+            write_counts(STATE.counts_dir, STATE.counts)
+
+
+class _NoDelayContext(ssl.SSLContext):
+    """Client TLS that turns Nagle off on each connection before the handshake.
+
+    TLS cuts a body above 16 KiB into several records, written one after
+    another; with Nagle on, the last small segment waits for the server's
+    delayed ACK, about 40 ms on Linux (measured: a 20 KiB Loki push took a
+    47 ms median through geventhttpclient and 2 ms through requests, which
+    sets TCP_NODELAY). geventhttpclient leaves Nagle on; its SSL pool calls
+    the context's ``wrap_socket``, the one place we own."""
+
+    def wrap_socket(self, sock, *args, **kwargs):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return super().wrap_socket(sock, *args, **kwargs)
+
+
+def _ssl_context(cafile=None):
+    ctx = _NoDelayContext(ssl.PROTOCOL_TLS_CLIENT)  # hostname check and CERT_REQUIRED, as the default context
+    ca = STATE.target.ca_file
+    if ca:
+        ctx.load_verify_locations(cafile=ca)
+    else:
+        ctx.load_default_certs()
+    return ctx
+
+
+def _label_values(i: int, n: int, cardinality: int) -> dict[str, str]:
+    """``n`` extra labels, the j-th taking ``cardinality`` values as series i goes up."""
+    return {f"l{j}": f"v{(i // cardinality ** j) % cardinality}" for j in range(n)}
 
 
 class StackproofUser(FastHttpUser):
     abstract = True
     insecure = False
     ssl_context_factory = staticmethod(_ssl_context)
+    signal = ""
+    name = ""
 
     def on_start(self) -> None:
-        users = CONFIG.target.user_tenants
+        w = STATE.workload
+        tenants = [STATE.target.tenant(n) for n in w.tenants] if w.tenants else STATE.target.user_tenants
         self.uid = next(_user_ids)
-        self.tenant = users[self.uid % len(users)]  # weighted evenly across the user tenants
+        self.tenant = tenants[self.uid % len(tenants)]  # users spread evenly across the tenants
         self.headers = {"Authorization": f"Bearer {self.tenant.token}"}
+        # forked workers start from the same counter: the pid keeps their series apart
+        self.ident = {"run": w.run_id, "p": str(os.getpid()), "u": str(self.uid)}
 
-    def _count(self, signal: str, resp, n: int) -> None:
-        with CONFIG.lock:
-            if 200 <= resp.status_code < 300:
-                CONFIG.accepted[signal] += n
-            else:
-                CONFIG.refused[signal] += n
+    def send(self, body: bytes, items: int, headers: dict) -> None:
+        with STATE.lock:
+            if STATE.sent >= STATE.workload.max_requests:
+                raise StopUser()  # the per-process request bound
+            STATE.sent += 1
+        with self.client.post(self.path, data=body, name=self.name, headers={**headers, **self.headers},
+                              catch_response=True) as resp:
+            code = resp.status_code or 0
+            with STATE.lock:
+                c = STATE.counts[self.signal]
+                c["requests"] += 1
+                if 200 <= code < 300:
+                    c["accepted"] += items
+                elif code in REFUSED:
+                    c["refused"] += items
+                else:
+                    c["unsure"] += items
+            if not 200 <= code < 300:
+                text = (resp.text or "")[:160] if code else str(resp.error)[:160]
+                resp.failure(f"HTTP {code}: {text.strip()}")
 
 
 class RemoteWriteUser(StackproofUser):
+    signal = "metrics"
+    name = "remote write"
+
     def on_start(self) -> None:
         super().on_start()
-        c = CONFIG
-        self.payload = MetricsPayload(
-            [{"__name__": "stackproof_load", "run": c.run_id, "user": str(self.uid), "s": str(i)}
-             for i in range(c.series_per_user)], c.samples_per_series)
-        self.values = np.zeros(self.payload.samples)
+        self.path = STATE.target.metrics_write_path
+        w = STATE.workload
+        self.gen = np.zeros(w.series, dtype=np.int64)  # churn: a series' generation is one of its labels
+        self.churn_cursor = 0
+        self.next_churn = time.monotonic() + w.churn_interval
+        self._build()
         self.last_ts = 0
+
+    def _build(self) -> None:
+        w = STATE.workload
+        self.payload = MetricsPayload(
+            [{"__name__": w.metric, **self.ident, "s": str(i), "g": str(self.gen[i]),
+              **_label_values(i, w.labels, w.cardinality)} for i in range(w.series)], w.samples)
+        self.values = np.zeros(self.payload.samples)
+
+    def _churn(self) -> None:
+        w = STATE.workload
+        n = max(1, round(w.series * w.churn))
+        idx = (self.churn_cursor + np.arange(n)) % w.series
+        self.gen[idx] += 1
+        self.churn_cursor = int((self.churn_cursor + n) % w.series)
+        self._build()
 
     @task
     def remote_write(self) -> None:
-        k = CONFIG.samples_per_series
-        t = max(int(time.time() * 1000), self.last_ts + 1)  # strictly increasing per series
-        self.last_ts = t + k - 1
+        w = STATE.workload
+        if w.churn and time.monotonic() >= self.next_churn:
+            self.next_churn += w.churn_interval
+            self._churn()
+        step = max(1, int(w.scrape_interval * 1000))
+        now = int(time.time() * 1000)
+        # the newest sample at "now", earlier ones a scrape interval apart, and
+        # every series strictly increasing from one request to the next
+        t = max(now - (w.samples - 1) * step if w.scrape_interval else now, self.last_ts + 1)
+        self.last_ts = t + (w.samples - 1) * step
         self.values += 1.0
-        body = self.payload.next(t, self.values)
-        with self.client.post(CONFIG.target.metrics_write_path, data=body, name="remote write",
-                              headers={**REMOTE_WRITE_HEADERS, **self.headers}, catch_response=True) as resp:
-            self._count("metrics", resp, self.payload.samples)
+        self.send(self.payload.next(t, self.values, step), self.payload.samples, REMOTE_WRITE_HEADERS)
 
 
 class LokiPushUser(StackproofUser):
+    signal = "logs"
+    name = "loki push"
+    FILLER = np.random.default_rng(7).integers(97, 123, 1 << 20, dtype=np.uint8).tobytes().decode()
+
     def on_start(self) -> None:
         super().on_start()
-        self.labels = {"run": CONFIG.run_id, "user": str(self.uid), "job": "stackproof-load"}
-        self.filler = "x" * max(0, CONFIG.line_bytes - 40)
+        self.path = STATE.target.logs_push_path
+        w = STATE.workload
+        self.stream_labels = [{**self.ident, "job": "stackproof-load", "stream": str(j),
+                               **_label_values(j, w.stream_labels, w.cardinality)} for j in range(w.streams)]
+        self.rng = np.random.default_rng(self.uid)
         self.seq = 0
         self.last_ns = 0
 
+    def _lengths(self, n: int) -> np.ndarray:
+        d = STATE.workload.length
+        if d.kind == "fixed":
+            out = np.full(n, d.a)
+        elif d.kind == "uniform":
+            out = self.rng.uniform(d.a, d.b, n)
+        else:
+            out = self.rng.lognormal(np.log(max(d.a, 1)), d.b, n)
+        return np.clip(out, 1, len(self.FILLER) // 2).astype(np.int64)
+
     @task
     def push(self) -> None:
+        w = STATE.workload
         t = max(time.time_ns(), self.last_ns + 1)
-        entries = []
-        for i in range(CONFIG.lines_per_push):
+        lengths = self._lengths(w.lines)
+        starts = self.rng.integers(0, len(self.FILLER) // 2, w.lines)
+        per_stream: list[list] = [[] for _ in range(w.streams)]
+        for i in range(w.lines):
             self.seq += 1
-            entries.append((t + i, f"seq={self.seq} {self.filler}"))
-        self.last_ns = t + CONFIG.lines_per_push
-        body = encode_push_proto([(self.labels, entries)])
-        with self.client.post(CONFIG.target.logs_push_path, data=body, name="loki push",
-                              headers={"Content-Type": "application/x-protobuf", **self.headers},
-                              catch_response=True) as resp:
-            self._count("logs", resp, len(entries))
+            head = f"seq={self.seq} "
+            n = max(0, int(lengths[i]) - len(head))
+            per_stream[i % w.streams].append((t + i, head + self.FILLER[starts[i]:starts[i] + n]))
+        self.last_ns = t + w.lines
+        body = encode_push_proto([(labels, e) for labels, e in zip(self.stream_labels, per_stream) if e])
+        self.send(body, w.lines, {"Content-Type": "application/x-protobuf"})

@@ -92,6 +92,8 @@ class Cortex(Store):
             "limits": {
                 "max_label_names_per_series": DEFAULT_LIMITS["metrics_max_label_names_per_series"],
                 "max_label_value_length": DEFAULT_LIMITS["metrics_max_label_value_length"],
+                "ingestion_rate": DEFAULT_LIMITS["metrics_ingestion_rate_samples"],
+                "ingestion_burst_size": 2 * DEFAULT_LIMITS["metrics_ingestion_rate_samples"],
             },
             "runtime_config": {"file": str(ctx.config_dir / "cortex-overrides.yaml"), "period": "5s"},
         }

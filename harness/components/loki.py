@@ -79,6 +79,10 @@ class Loki(Store):
                 "max_line_size": DEFAULT_LIMITS["logs_max_line_bytes"],
                 # refuse a too-long line (the default truncates nothing either; said here on purpose)
                 "max_line_size_truncate": False,
+                "ingestion_rate_mb": DEFAULT_LIMITS["logs_ingestion_rate_mb"],
+                "ingestion_burst_size_mb": 2 * DEFAULT_LIMITS["logs_ingestion_rate_mb"],
+                "per_stream_rate_limit": f"{DEFAULT_LIMITS['logs_ingestion_rate_mb']}MB",
+                "per_stream_rate_limit_burst": f"{2 * DEFAULT_LIMITS['logs_ingestion_rate_mb']}MB",
             },
             # results caching would hide what the store really returns
             "query_range": {"cache_results": False},

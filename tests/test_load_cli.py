@@ -1,0 +1,168 @@
+"""``stackproof load`` against a real local platform: locust runs in its own
+processes (and, with --processes, as a master and two workers), objectives
+decide pass or fail, the completeness check counts what the platform stored,
+and the capacity report is written. Plus the workload knobs, shapes and the
+report drawing without a platform."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.load import Objectives, completeness, read_counts, write_counts, zero_counts
+from harness.target import Target
+from harness.workload import LineLength, Workload, parse_shape
+from reports.capacity import render
+
+from .conftest import run_cli
+
+pytestmark = pytest.mark.platform
+
+
+@pytest.fixture(scope="module")
+def load_platform(tmp_path_factory):
+    """One local platform for this module (state root of its own), down at the end."""
+    state = tmp_path_factory.mktemp("state")
+    env = {"STACKPROOF_STATE": str(state)}
+    r = run_cli("up", "--platform", "loadtest", env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    yield Target.load(state / "loadtest" / "target.yaml"), env
+    run_cli("down", "--platform", "loadtest", env=env)
+
+
+def load(env, tmp_path, *args):
+    r = run_cli("load", "--platform", "loadtest", "--results", str(tmp_path), *args, env=env, timeout=600)
+    record = json.loads((tmp_path / "capacity.json").read_text()) if (tmp_path / "capacity.json").exists() else None
+    return r, record
+
+
+def test_mixed_run_with_two_worker_processes_holds_and_loses_nothing(load_platform, tmp_path):
+    target, env = load_platform
+    r, rec = load(env, tmp_path, "--profile", "smoke", "--signal", "mixed", "--users", "4", "--processes", "2",
+                  "--labels", "2", "--line-length", "lognormal:150:0.5", "--p99-ms", "5000")
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert rec["verdict"] == "pass" and rec["complete"] and rec["mode"] == "run"
+    (step,) = rec["steps"]
+    assert step["processes"] == 2
+    for sig in ("metrics", "logs"):
+        s = step["signals"][sig]
+        assert s["requests"] > 0 and s["failures"] == 0
+        assert s["stored"] == s["accepted"] > 0, s
+    # two worker processes each left their counts (and the master its zeros)
+    counts = list((tmp_path / "load" / rec["workload"]["run_id"]).glob("counts-*/counts-*.json"))
+    assert len(counts) == 3, counts
+    for f in ("csv", "html", "log"):
+        assert Path(step["files"][f]).is_file(), step["files"][f]
+    html = (tmp_path / "capacity.html").read_text()
+    assert "<svg" in html and "PASS" in html and "locust report" in html
+    assert "completeness: every accepted item was stored" in r.stdout
+
+
+def test_objective_broken_fails_the_run(load_platform, tmp_path):
+    _, env = load_platform
+    r, rec = load(env, tmp_path, "--profile", "smoke", "--users", "1", "--duration", "4s", "--p99-ms", "0.01")
+    assert r.returncode == 1, r.stdout + r.stderr[-2000:]
+    assert rec["verdict"] == "fail"
+    assert any("p99" in why for why in rec["why"]), rec["why"]
+    assert rec["complete"], "a slow run is still complete"
+
+
+def test_capacity_search_steps_up_and_reports_the_last_step_that_held(load_platform, tmp_path):
+    _, env = load_platform
+    # the throughput objective at 2x offered can never hold: the search must stop at step 1
+    r, rec = load(env, tmp_path, "--capacity", "--start-users", "1", "--step-users", "1", "--max-users", "3",
+                  "--step-duration", "4s", "--series", "100", "--min-throughput", "2")
+    assert rec["mode"] == "search" and len(rec["steps"]) == 1 and rec["capacity"] is None
+    assert r.returncode == 1 and "no step held" in r.stdout
+    # with reachable objectives it goes through every step and names the last one as the capacity
+    r, rec = load(env, tmp_path, "--capacity", "--start-users", "1", "--step-users", "1", "--max-users", "2",
+                  "--step-duration", "4s", "--series", "100", "--p99-ms", "5000", "--min-throughput", "0.5")
+    assert r.returncode == 0, r.stdout + r.stderr[-2000:]
+    assert [s["users"] for s in rec["steps"]] == [1, 2]
+    assert rec["capacity"]["step"] == 2 and rec["capacity"]["samples_per_s"] > 0
+    assert len({s["run_id"] for s in rec["steps"]}) == 2, "every step writes under its own run id"
+    assert "capacity:" in r.stdout and "samples/s" in r.stdout
+
+
+def test_completeness_check_sees_missing_and_extra_data(load_platform, tmp_path):
+    """The checker can fail: claim one more accepted sample than was written, or one fewer."""
+    target, env = load_platform
+    r, rec = load(env, tmp_path, "--profile", "smoke", "--users", "1", "--duration", "3s", "--series", "10",
+                  "--p99-ms", "5000")
+    assert r.returncode == 0, r.stdout + r.stderr[-2000:]
+    w = Workload(**rec["workload"])
+    s = rec["steps"][0]["signals"]["metrics"]
+    since = rec["steps"][0]["started"]
+    c = {"metrics": {**zero_counts()["metrics"], "accepted": s["accepted"] + 1}}
+    got = completeness(target, w, c, since, timeout=2)["metrics"]
+    assert not got["complete"] and got["lost"] == 1 and got["stored"] == s["accepted"]
+    c = {"metrics": {**zero_counts()["metrics"], "accepted": s["accepted"] - 1}}
+    assert not completeness(target, w, c, since, timeout=2)["metrics"]["complete"], "one extra stored sample"
+    c = {"metrics": {**zero_counts()["metrics"], "accepted": s["accepted"] - 1, "unsure": 10}}
+    assert completeness(target, w, c, since, timeout=2)["metrics"]["complete"], "an unsure request may be stored"
+
+
+def test_bad_knobs_get_one_line_errors(tmp_path):
+    for args, words in ((["--line-length", "zipf:3"], "line length"),
+                        (["--samples", "3", "--scrape-interval", "15"], "ahead of the clock"),
+                        (["--churn", "1.5"], "churn"),
+                        (["--capacity", "--web"], "cannot be combined"),
+                        (["--shape", "step:0:1"], "load shape"),
+                        (["--mix", "a:b", "--signal", "mixed"], "--mix")):
+        r = run_cli("load", "--results", str(tmp_path), "--target-file", str(tmp_path / "none.yaml"), *args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert words in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+# -- without a platform --------------------------------------------------------
+
+def test_workload_travels_as_json_and_refuses_unknown_knobs():
+    w = Workload(signal="logs", run_id="r1", streams=7, line_length="uniform:10:20", tenants=["tenant-a"])
+    assert Workload.from_env({"STACKPROOF_LOAD": w.to_env()}) == w
+    with pytest.raises(ConfigError, match="unknown workload knob"):
+        Workload.from_env({"STACKPROOF_LOAD": json.dumps({"seriez": 3})})
+    assert Workload(run_id="a-b.c").metric == "stackproof_load_a_b_c"
+    assert LineLength.parse("lognormal:200:0.5").mean == pytest.approx(200 * 1.1331, rel=1e-3)
+    assert str(LineLength.parse("uniform:50:500")) == "uniform:50:500"
+    assert parse_shape("step:2:2:20:10") == ("step", [2.0, 2.0, 20.0, 10.0])
+    for bad in ("step:0:1:1:1", "ramp:5", "wave:1:2:3", "step:a:b:c:d", "step:4:1:10:2"):
+        with pytest.raises(ConfigError, match="load shape"):
+            parse_shape(bad)
+
+
+def test_counts_from_every_process_add_up(tmp_path):
+    c = zero_counts()
+    c["metrics"]["accepted"] = 5
+    write_counts(tmp_path, c)
+    (tmp_path / "counts-999999.json").write_text(json.dumps({"pid": 999999, "counts": c}))
+    assert read_counts(tmp_path)["metrics"]["accepted"] == 10
+    assert (tmp_path / f"counts-{os.getpid()}.json").exists()
+
+
+def test_objectives_name_what_broke():
+    step = {"signals": {"logs": {"requests": 10, "failures": 1, "error_rate": 0.1, "p99_ms": 900,
+                                 "achieved_per_s": 50.0, "offered_per_s": 100.0}}}
+    broke = Objectives(p99_ms=500, max_error_rate=0.01, min_throughput_ratio=0.9).judge(step)
+    assert len(broke) == 3 and "p99 900 ms > 500 ms" in broke[0] and "error rate" in broke[1] \
+        and "took 50 lines/s of 100 offered" in broke[2]
+
+
+def test_capacity_report_draws_every_step():
+    sig = {"users": 2, "offered_per_s": 100.0, "achieved_per_s": 98.0, "requests": 10, "failures": 0,
+           "error_rate": 0.0, "rps": 1.0, "p50_ms": 5.0, "p95_ms": 9.0, "p99_ms": 12.0, "max_ms": 13.0,
+           "accepted": 980, "refused": 0, "unsure": 0, "stored": 980, "complete": True}
+    steps = [{"step": k, "users": 2 * k, "held": k < 3, "broke": [] if k < 3 else ["p99 9 ms > 8 ms"],
+              "signals": {"metrics": dict(sig)}, "files": {"html": f"/x/s{k}.html"}} for k in (1, 2, 3)]
+    rec = {"target": "t<1>", "provider": "local", "release": "2026.11", "mode": "search", "verdict": "pass",
+           "why": [], "workload": Workload().__dict__, "objectives": Objectives(p99_ms=8).__dict__,
+           "steps": steps, "capacity": {"samples_per_s": 98.0, "users": 4, "step": 2},
+           "machine": {"cpus": 2, "loadavg": [0.5, 0, 0]}}
+    html = render(rec)
+    assert html.count("<svg") == 2 and "t&lt;1&gt;" in html and "98 samples/s" in html
+    assert html.count("<tr><td>") == 3 and "p99 9 ms &gt; 8 ms" in html
+    assert html.count('fill="#d62728"><title>step 3') == 2, "the broken step is drawn red (p50 and p99)"
