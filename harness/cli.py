@@ -263,6 +263,8 @@ def _load_workload(args) -> Workload:
 def cmd_load(args) -> int:
     if importlib.util.find_spec("locust") is None:
         raise StackproofError("locust is not installed: pip install -e '.[load]' (make setup does)")
+    # --web without --users: the dashboards wait for someone to press start
+    web_driven = args.web and args.users is None and not args.shape
     for k, v in LOAD_PROFILES[args.profile].items():
         if getattr(args, k) in (None, False):
             setattr(args, k, v)
@@ -292,7 +294,7 @@ def cmd_load(args) -> int:
         print(f"load on {target.name} ({target.gateway_url}), run id {args.run_id}, signal {workload.signal}; "
               f"objectives: p99 <= {objectives.p99_ms:g} ms, error rate <= {objectives.max_error_rate:g}, "
               f"throughput >= {objectives.min_throughput_ratio:.0%} of offered", file=sys.stderr)
-        record = run_load(target, workload, objectives, out, search=search, users=args.users or 4,
+        record = run_load(target, workload, objectives, out, search=search, users=0 if web_driven else args.users,
                           seconds=duration, processes=args.processes, shape=args.shape, web=args.web,
                           web_port=args.web_port, csv_prefix=Path(args.csv) if args.csv else None,
                           html=Path(args.html) if args.html else None,

@@ -202,14 +202,18 @@ def run_once(target: Target, workload: Workload, plan: RunPlan, out_dir: Path,
         env.pop("STACKPROOF_LOAD_SHAPE", None)
     cmd = locust_command(target, workload, plan)
     stderr_path = out_dir / f"{workload.run_id}.locust.log"
-    limit = max_wall or (plan.seconds + STOP_TIMEOUT + 90)
+    # headless and autostarted runs end by themselves (run time); a run driven from the
+    # dashboards is stopped here when its time is up
+    driven = plan.web and not (plan.users or plan.shape)
+    limit = max_wall or (plan.seconds if driven else plan.seconds + STOP_TIMEOUT + 90)
     t0 = time.time()
     with open(stderr_path, "wb") as errf:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=errf, cwd=out_dir)
         try:
             proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
-            log(f"locust still running after {limit:.0f}s: stopping it")
+            if not driven:
+                log(f"locust still running after {limit:.0f}s: stopping it")
             proc.send_signal(signal.SIGTERM)  # locust quits gracefully: users finish, counts are written
             try:
                 proc.wait(timeout=STOP_TIMEOUT + 15)
@@ -315,8 +319,10 @@ def run_load(target: Target, workload: Workload, objectives: Objectives, out_dir
                        html=None if search or not html else html)
         where = f"step {k}: " if search else ""
         if web:
-            log(f"locust dashboards: http://127.0.0.1:{web_port}/  (stops after {plan.seconds}s)")
-        log(f"{where}{n} users x {w.rate:g} req/s for {plan.seconds}s"
+            log(f"locust dashboards: http://127.0.0.1:{web_port}/  (stops after {plan.seconds}s"
+                + ("; press start there)" if not (n or shape) else ")"))
+        who = f"{n} users" if n else ("users of the shape" if shape else "users set on the dashboards")
+        log(f"{where}{who} x {w.rate:g} req/s for {plan.seconds}s"
             + (f" with {processes} worker processes" if processes else "") + " ...")
         step = step_with_check(target, w, plan, out_dir, objectives, log)
         step["step"] = k
