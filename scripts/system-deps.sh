@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what stackproof needs from the system's package manager (Debian):
-# nginx for the gateway. The Go toolchain must already be there (it builds
+# nginx for the gateway, shellcheck for the workflow lint. The Go toolchain must already be there (it builds
 # Cortex, Loki and Prometheus from their published Go modules).
 set -euo pipefail
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+# shellcheck: actionlint runs it over the CI workflows' shell steps (tests/test_ci_workflows.py)
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "stackproof: please install: ${need[*]} (no apt-get here)" >&2
