@@ -5,6 +5,7 @@
     stackproof down      stop it and remove its data
     stackproof run       up, run the conformance suites, write the report, down
     stackproof load      load the write path with locust: objectives, completeness, capacity
+    stackproof janitor   delete cloud resources that stackproof runs left behind
     stackproof build     build (or fetch) the binaries of a release into the cache
     stackproof doctor    what is installed, cached and missing
     stackproof releases  the release catalog
@@ -27,6 +28,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from . import __version__
@@ -326,6 +328,29 @@ def cmd_load(args) -> int:
 
 
 
+def cmd_janitor(args) -> int:
+    older = timedelta(seconds=args.older_than) if args.older_than else None
+    if args.provider == "aws":
+        from .providers.aws import janitor
+        found = janitor(older_than=older, run_id=args.run_id, dry_run=args.dry_run, region=args.region)
+    else:
+        from .providers.gcp import janitor
+        found = janitor(older_than=older, run_id=args.run_id, dry_run=args.dry_run, project=args.project,
+                        locations=args.location)
+    what = f"run {args.run_id}" if args.run_id else "past expiry" + (f" or older than {older}" if older else "")
+    if not found:
+        print(f"janitor ({args.provider}): nothing of stackproof's to delete ({what})")
+        return 0
+    print(f"janitor ({args.provider}): {len(found)} resource(s) ({what})" + (" -- dry run" if args.dry_run else ""))
+    for r in found:
+        name = r.get("id") or r.get("name")
+        print(f"  {r['action']:<14} {r['kind']:<22} {name}  run {r.get('run_id') or '-'}  expires {r.get('expires') or '-'}")
+    failed = [r for r in found if str(r["action"]).startswith("failed")]
+    if failed:
+        print(f"janitor: {len(failed)} deletion(s) failed; run it again (it resumes)", file=sys.stderr)
+    return 1 if failed else 0
+
+
 @dataclass
 class Provisioned:
     target: Target | None = None
@@ -511,6 +536,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--csv", metavar="PREFIX", help="locust CSV stats of a single run to PREFIX_stats.csv etc.")
     g.add_argument("--html", metavar="PATH", help="locust's HTML report of a single run")
     sp.set_defaults(func=cmd_load)
+
+    sp = sub.add_parser(
+        "janitor", help="delete cloud resources that stackproof runs left behind",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Finds what stackproof tagged (AWS tags / GCP labels: stackproof managed, owner, run id, "
+                    "expiry) and deletes what is past its expiry, older than --older-than, or of --run-id, in "
+                    "dependency order (node groups before clusters, emptied buckets, network last). Safe to run "
+                    "again: it resumes.",
+        epilog="Examples:\n"
+               "  stackproof janitor --provider aws --older-than 6h --dry-run\n"
+               "  stackproof janitor --provider aws --run-id nightly-123-aws-conformance   # a CI teardown\n"
+               "  stackproof janitor --provider gcp --project my-proj --older-than 6h")
+    sp.add_argument("--provider", required=True, choices=("aws", "gcp"), help="which cloud")
+    sp.add_argument("--older-than", type=seconds_arg, metavar="AGE",
+                    help="also delete runs created longer ago than AGE (e.g. 6h), expired or not")
+    sp.add_argument("--run-id", help="delete everything of this run, whatever its expiry")
+    sp.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
+    sp.add_argument("--region", help="aws: region (default: AWS_REGION)")
+    sp.add_argument("--project", help="gcp: project (default: STACKPROOF_GCP_PROJECT or the credentials')")
+    sp.add_argument("--location", action="append", metavar="ZONE_OR_REGION",
+                    help="gcp: limit the cluster listing to these locations; repeatable (default: all)")
+    sp.set_defaults(func=cmd_janitor)
 
     sp = sub.add_parser("build", help="build the release's binaries into the cache",
                         description=f"Resolve each component of a release: override, cache ({cache_dir()}), "
