@@ -29,6 +29,18 @@ class PlatformContext:
     overrides: dict[str, dict] = field(default_factory=dict)
     # object storage: {"type": "filesystem"} or {"type": "s3", "endpoint": ..., "bucket": ..., ...}
     storage: dict = field(default_factory=lambda: {"type": "filesystem"})
+    # where components listen; None means ``host``. In a cluster: all interfaces
+    listen_host: str | None = None
+    # how to reach a port by name when it is not on ``host`` (in a cluster: a
+    # Service's DNS name); a port not named here is on ``host``
+    hosts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def bind_host(self) -> str:
+        return self.listen_host or self.host
+
+    def host_for(self, port_name: str) -> str:
+        return self.hosts.get(port_name, self.host)
 
     @property
     def config_dir(self) -> Path:
@@ -48,11 +60,18 @@ class PlatformContext:
         return self.root / "logs"
 
     def url(self, port_name: str, scheme: str = "http") -> str:
-        return f"{scheme}://{self.host}:{self.ports[port_name]}"
+        return f"{scheme}://{self.host_for(port_name)}:{self.ports[port_name]}"
 
     @property
     def gateway_url(self) -> str:
         return self.url("gateway", "https")
+
+
+def cloud_bucket(storage: dict, store: str) -> str:
+    """The bucket of ``store`` in a cloud account's object storage
+    (``{"type": "s3"|"gcs", "bucket": ..., "buckets": {store: ...}}``, the
+    Kubernetes deployer's): its own if ``buckets`` names one, else the shared one."""
+    return (storage.get("buckets") or {}).get(store) or storage["bucket"]
 
 
 def version_tuple(version: str | None) -> tuple[int, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..binaries import ArchiveRecipe, BinarySpec, GoRecipe
 from ..target import DEFAULT_LIMITS
-from .base import PlatformContext, Store
+from .base import PlatformContext, Store, cloud_bucket
 
 SPEC = BinarySpec(
     name="cortex",
@@ -45,9 +45,9 @@ class Cortex(Store):
             # metric and label names may be any UTF-8 (quoted in PromQL), as in Prometheus 3
             "name_validation_scheme": "utf8",
             "server": {
-                "http_listen_address": ctx.host,
+                "http_listen_address": ctx.bind_host,
                 "http_listen_port": ctx.ports["cortex"],
-                "grpc_listen_address": ctx.host,
+                "grpc_listen_address": ctx.bind_host,
                 "grpc_listen_port": ctx.ports["cortex-grpc"],
                 "grpc_server_max_recv_msg_size": MSG_SIZE,
                 "grpc_server_max_send_msg_size": MSG_SIZE,
@@ -101,9 +101,24 @@ class Cortex(Store):
     @staticmethod
     def bucket_config(ctx: PlatformContext) -> dict:
         st = ctx.storage
+        if st.get("bucket"):  # a cloud account's bucket (the Kubernetes deployer)
+            return Cortex.cloud_bucket_config(st)
         if st.get("type") == "s3":
             return {"backend": "s3", "s3": {
                 "endpoint": f"{ctx.host}:{ctx.ports['s3']}", "bucket_name": "cortex", "insecure": True,
                 "access_key_id": st["access_key_id"], "secret_access_key": st["secret_access_key"],
                 "region": st.get("region", "us-east-1"), "bucket_lookup_type": "path"}}
         return {"backend": "filesystem", "filesystem": {"dir": str(ctx.bucket_dir / "cortex")}}
+
+    @staticmethod
+    def cloud_bucket_config(st: dict) -> dict:
+        """S3 (EKS) or GCS (GKE) with credentials from the environment (node
+        role, IRSA, workload identity): no key is ever in the config."""
+        bucket = cloud_bucket(st, "cortex")
+        if st["type"] == "s3":
+            # the objstore S3 client requires an endpoint; AWS's regional one
+            return {"backend": "s3", "s3": {"endpoint": st.get("endpoint") or f"s3.{st['region']}.amazonaws.com",
+                                            "bucket_name": bucket, "region": st["region"]}}
+        if st["type"] == "gcs":
+            return {"backend": "gcs", "gcs": {"bucket_name": bucket}}
+        raise ValueError(f"cortex: unknown object storage type {st['type']!r} (known: s3, gcs)")

@@ -23,14 +23,34 @@ SPEC = BinarySpec(name="nginx", system_names=("nginx",))
 MAX_BODY = DEFAULT_LIMITS["max_request_bytes"]  # larger bodies get 413 from the gateway
 
 
-def render_nginx_conf(ctx: PlatformContext, config_version: str | None = None) -> str:
-    tmp = ctx.data_dir / "gateway"
-    logs = ctx.logs_dir
+def render_token_map(tenants) -> str:
+    """The body of the token -> tenant ``map`` (holds tokens: a secret)."""
     # nginx compares map *strings* ignoring case, which would let a token in
     # another case through; anchored '~' regexes compare case-sensitively
     # (tokens are URL-safe base64: nothing in them needs escaping)
-    token_map = "\n".join(f'        "~^Bearer {re.escape(t.token)}$" "{t.name}";' for t in ctx.tenants)
-    user = "user root root;\n" if os.geteuid() == 0 else ""
+    return "\n".join(f'        "~^Bearer {re.escape(t.token)}$" "{t.name}";' for t in tenants)
+
+
+def render_nginx_conf(ctx: PlatformContext, config_version: str | None = None, *,
+                      token_map_file: str | None = None, run_as_root: bool | None = None,
+                      health_port: int | None = None) -> str:
+    """nginx.conf of the gateway. By default (the local provider) the token
+    map is inline and the workers run as root when the harness does. In a
+    cluster: ``token_map_file`` is included instead (a Secret, so this file
+    holds no token), ``run_as_root`` is decided, and ``health_port`` adds a
+    plain-HTTP ``/healthz`` server for the kubelet's probes."""
+    tmp = ctx.data_dir / "gateway"
+    logs = ctx.logs_dir
+    token_map = f"        include {token_map_file};" if token_map_file else render_token_map(ctx.tenants)
+    user = "user root root;\n" if (os.geteuid() == 0 if run_as_root is None else run_as_root) else ""
+    health = "" if health_port is None else f"""
+    # probes only (plain HTTP, no tenant data; the Service does not publish it)
+    server {{
+        listen {ctx.bind_host}:{health_port};
+        access_log off;
+        location = /healthz {{ return 200 "ok\\n"; }}
+        location / {{ return 404; }}
+    }}"""
     upstream_headers = """
             proxy_set_header X-Scope-OrgID $stackproof_tenant;
             proxy_set_header Authorization "";
@@ -67,11 +87,11 @@ http {{
                           '$status $body_bytes_sent $request_length $request_time';
     access_log {logs / 'gateway-access.log'} stackproof;
 
-    upstream cortex {{ server {ctx.host}:{ctx.ports['cortex']}; keepalive 32; }}
-    upstream loki {{ server {ctx.host}:{ctx.ports['loki']}; keepalive 32; }}
+    upstream cortex {{ server {ctx.host_for('cortex')}:{ctx.ports['cortex']}; keepalive 32; }}
+    upstream loki {{ server {ctx.host_for('loki')}:{ctx.ports['loki']}; keepalive 32; }}
 
     server {{
-        listen {ctx.host}:{ctx.ports['gateway']} ssl;
+        listen {ctx.bind_host}:{ctx.ports['gateway']} ssl;
         server_name localhost;
         ssl_certificate {ctx.tls.server_cert};
         ssl_certificate_key {ctx.tls.server_key};
@@ -99,7 +119,7 @@ http {{
         location / {{{auth}
             return 404 "404 Not Found: not a stackproof gateway path\\n";
         }}
-    }}
+    }}{health}
 }}
 """
 

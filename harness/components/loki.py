@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..binaries import ArchiveRecipe, BinarySpec, GoRecipe
 from ..target import DEFAULT_LIMITS
-from .base import PlatformContext, Store, version_tuple
+from .base import PlatformContext, Store, cloud_bucket, version_tuple
 
 SPEC = BinarySpec(
     name="loki",
@@ -40,9 +40,9 @@ class Loki(Store):
             "target": "all",
             "auth_enabled": True,
             "server": {
-                "http_listen_address": ctx.host,
+                "http_listen_address": ctx.bind_host,
                 "http_listen_port": ctx.ports["loki"],
-                "grpc_listen_address": ctx.host,
+                "grpc_listen_address": ctx.bind_host,
                 "grpc_listen_port": ctx.ports["loki-grpc"],
                 "grpc_server_max_recv_msg_size": 100 << 20,
                 "grpc_server_max_send_msg_size": 100 << 20,
@@ -61,8 +61,8 @@ class Loki(Store):
                 "wal": {"enabled": True, "dir": str(d / "wal"), "flush_on_shutdown": True},
             },
             "schema_config": {"configs": [{
-                "from": SCHEMA_FROM, "store": "tsdb", "object_store": "s3" if ctx.storage.get("type") == "s3"
-                else "filesystem", "schema": "v13",
+                "from": SCHEMA_FROM, "store": "tsdb", "object_store": self.object_store(ctx.storage),
+                "schema": "v13",
                 "index": {"prefix": "index_", "period": "24h"},
             }]},
             "storage_config": {
@@ -105,9 +105,30 @@ class Loki(Store):
     @staticmethod
     def bucket_config(ctx: PlatformContext) -> dict:
         st = ctx.storage
+        if st.get("bucket"):  # a cloud account's bucket (the Kubernetes deployer)
+            return Loki.cloud_bucket_config(st)
         if st.get("type") == "s3":
             return {"s3": {"endpoint": f"{ctx.host}:{ctx.ports['s3']}", "bucketnames": "loki", "insecure": True,
                            "access_key_id": st["access_key_id"], "secret_access_key": st["secret_access_key"],
                            "region": st.get("region", "us-east-1"), "s3forcepathstyle": True}}
         b = ctx.bucket_dir / "loki"
         return {"filesystem": {"chunks_directory": str(b / "chunks"), "rules_directory": str(b / "rules")}}
+
+    @staticmethod
+    def cloud_bucket_config(st: dict) -> dict:
+        """S3 (EKS) or GCS (GKE) with credentials from the environment (node
+        role, IRSA, workload identity): no key is ever in the config."""
+        bucket = cloud_bucket(st, "loki")
+        if st["type"] == "s3":
+            s3 = {"bucketnames": bucket, "region": st["region"]}
+            if st.get("endpoint"):
+                s3["endpoint"] = st["endpoint"]
+            return {"s3": s3}
+        if st["type"] == "gcs":
+            return {"gcs": {"bucket_name": bucket}}
+        raise ValueError(f"loki: unknown object storage type {st['type']!r} (known: s3, gcs)")
+
+    @staticmethod
+    def object_store(st: dict) -> str:
+        """The schema's object_store for the platform's storage."""
+        return st["type"] if st.get("type") in ("s3", "gcs") else "filesystem"

@@ -53,7 +53,7 @@ class PrometheusAgent(Component):
             "global": {"scrape_interval": self.scrape_interval,
                        "external_labels": {"stackproof_platform": ctx.name}},
             "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": [f"{ctx.host}:{ctx.ports[port]}"]}]}
+                {"job_name": job, "static_configs": [{"targets": [f"{ctx.host_for(port)}:{ctx.ports[port]}"]}]}
                 for job, port in jobs
             ],
             "remote_write": [{
@@ -80,7 +80,7 @@ class PrometheusAgent(Component):
         return [str(binary), *agent,
                 f"--config.file={ctx.config_dir / 'prometheus.yml'}",
                 f"--storage.agent.path={ctx.data_dir / 'prometheus'}",
-                f"--web.listen-address={ctx.host}:{ctx.ports['prometheus']}"]
+                f"--web.listen-address={ctx.bind_host}:{ctx.ports['prometheus']}"]
 
     def ready_check(self, ctx: PlatformContext):
         return http_ready(f"{ctx.url('prometheus')}/-/ready")
