@@ -18,8 +18,14 @@ def get_provider(name: str, *, target_file: str | Path | None = None, platform: 
         return LocalProvider(platform, **options)
     if name == "existing":
         return ExistingProvider(target_file)
-    if name in ("aws", "gcp"):
-        raise ConfigError(f"provider {name!r} is not available in this version of stackproof yet")
+    if name == "aws":
+        from .aws import AWSProvider  # needs boto3 (the 'cloud' extra): imported only when asked for
+
+        return AWSProvider(**options)
+    if name == "gcp":
+        from .gcp import GCPProvider  # needs google-cloud-container (the 'cloud' extra)
+
+        return GCPProvider(**options)
     raise ConfigError(f"unknown provider {name!r}; known providers: {', '.join(NAMES)}")
 
 

@@ -1,0 +1,649 @@
+"""The aws provider against moto's server, over real HTTP.
+
+moto's server runs as a subprocess on a free loopback port; boto3 reaches it
+through ``AWS_ENDPOINT_URL`` (boto3's own setting: the provider has no
+endpoint code), via a small fault-injecting reverse proxy
+(``tests/faultproxy.py``) that can answer an AWS-shaped error for the Nth call
+of one operation. Nothing in the provider is patched. moto stands in for AWS
+because AWS cannot be reached from here; the EKS API server moto reports is not
+a real Kubernetes API, which the pytest-path test relies on.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from harness.errors import StackproofError
+from harness.ports import free_ports
+from harness.releases import Catalog
+from harness.target import Target, Tenant
+from tests.aws_inventory import Inventory
+from tests.faultproxy import FaultProxy
+
+REPO = Path(__file__).resolve().parent.parent
+REGION = "eu-west-1"
+ACCESS_KEY = "AKIAMOTOSTACKPROOF01"
+SECRET_KEY = "sp-moto-secret-" + secrets.token_hex(12)
+# short waits: moto answers at once, and a regression should fail in seconds, not hang
+FAST = {"poll_delay": 0.01, "progress": lambda msg: None,
+        "timeouts": {key: 5 for key in ("vpc", "cluster_create", "nodegroup_create", "cluster_delete",
+                                        "nodegroup_delete", "load_balancer_delete", "network_interface",
+                                        "dependency", "iam_propagation", "namespace_delete")}}
+
+# every API call one create() makes, in order (checked against a real create below)
+CREATE_CALLS = [
+    "sts:GetCallerIdentity",
+    "ec2:CreateVpc", "ec2:DescribeVpcs", "ec2:ModifyVpcAttribute", "ec2:ModifyVpcAttribute",
+    "ec2:DescribeAvailabilityZones", "ec2:CreateSubnet", "ec2:CreateSubnet",
+    "ec2:ModifySubnetAttribute", "ec2:ModifySubnetAttribute",
+    "ec2:CreateInternetGateway", "ec2:AttachInternetGateway",
+    "ec2:CreateRouteTable", "ec2:CreateRoute", "ec2:AssociateRouteTable", "ec2:AssociateRouteTable",
+    "s3:CreateBucket", "s3:PutBucketTagging", "s3:PutPublicAccessBlock",
+    "iam:CreateRole", "iam:AttachRolePolicy",
+    "iam:CreateRole", "iam:AttachRolePolicy", "iam:AttachRolePolicy", "iam:AttachRolePolicy", "iam:PutRolePolicy",
+    "eks:CreateCluster", "eks:DescribeCluster", "eks:DescribeCluster",
+    "eks:CreateNodegroup", "eks:DescribeNodegroup",
+]
+
+
+def _fault_points() -> list[tuple[str, int]]:
+    seen: Counter = Counter()
+    out = []
+    for op in CREATE_CALLS:
+        seen[op] += 1
+        out.append((op, seen[op]))
+    return out
+
+
+FAULT_POINTS = _fault_points()
+FAULT_ROWS: list[dict] = []
+FIGURES: dict = {}
+
+
+# -- the moto server, the proxy, the environment --------------------------------------
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory):
+    port = free_ports(1)[0]
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}  # AmazonEKS*Policy and friends
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=fh, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(f"{url}/moto-api/", timeout=2)
+            break
+        except requests.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto server did not start: {log.read_text()[-2000:]}", pytrace=False)
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def proxy(moto_url):
+    p = FaultProxy(moto_url).start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="session")
+def aws_env(proxy, tmp_path_factory):
+    """Fake credentials, the region, AWS_ENDPOINT_URL at the proxy, an isolated state root,
+    and no way to reach a real AWS account's configuration."""
+    state = tmp_path_factory.mktemp("state")
+    mp = pytest.MonkeyPatch()
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN",
+                "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+        mp.delenv(var, raising=False)
+    env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": REGION,
+           "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": proxy.url, "AWS_EC2_METADATA_DISABLED": "true",
+           "AWS_CONFIG_FILE": str(state / "no-aws-config"),
+           "AWS_SHARED_CREDENTIALS_FILE": str(state / "no-aws-credentials"), "STACKPROOF_STATE": str(state),
+           "STACKPROOF_OWNER": "ci-bot@example.org"}
+    for k, v in env.items():
+        mp.setenv(k, v)
+    yield {"state": state, **env}
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def inventory(aws_env, moto_url) -> Inventory:
+    return Inventory(moto_url, REGION)  # straight to moto: never faulted, never counted
+
+
+@pytest.fixture(autouse=True)
+def _clean_proxy(proxy):
+    proxy.disarm()
+    yield
+    proxy.disarm()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_figures(request):
+    yield
+    lines = []
+    if FAULT_ROWS:
+        lines.append("aws provider: a fault at each create call, then destroy (resources left)")
+        lines.append(f"{'#':>2}  {'failing call':<30} {'left before destroy':>19} {'after destroy':>13}  error")
+        for i, r in enumerate(FAULT_ROWS, 1):
+            lines.append(f"{i:>2}  {r['call']:<30} {r['before']:>19} {r['after']:>13}  {r['error'][:110]}")
+    for key, value in FIGURES.items():
+        lines.append(f"{key}: {json.dumps(value, sort_keys=True)}")
+    if not lines:
+        return
+    out = Path(os.environ.get("STACKPROOF_AWS_FIGURES", "")) if os.environ.get("STACKPROOF_AWS_FIGURES") else None
+    if out:
+        out.write_text("\n".join(lines) + "\n")
+    tr = request.config.pluginmanager.get_plugin("terminalreporter")
+    capman = request.config.pluginmanager.get_plugin("capturemanager")
+    if tr is None or capman is None:
+        print("\n".join(lines))
+        return
+    with capman.global_and_fixture_disabled():  # shown without -s
+        tr.write_line("")
+        for line in lines:
+            tr.write_line(line)
+
+
+def _run_id(tag: str) -> str:
+    return f"{tag}{uuid.uuid4().hex[:6]}"
+
+
+def _total(c: Counter) -> int:
+    return sum(c.values())
+
+
+def _aws():
+    from harness.providers.aws import AWSProvider  # after the environment is set
+    return AWSProvider
+
+
+def _assert_clean_message(msg: str, *secrets_: str) -> None:
+    assert "\n" not in msg, msg
+    assert msg.startswith("aws: "), msg
+    for s in (SECRET_KEY, ACCESS_KEY, *secrets_):
+        assert s not in msg
+
+
+# -- end to end -------------------------------------------------------------------------
+
+def test_create_kubeconfig_destroy_end_to_end(aws_env, proxy, inventory, moto_url, tmp_path):
+    AWSProvider = _aws()
+    rid = _run_id("e2e")
+    seen = proxy.record()
+    p = AWSProvider(run_id=rid, ttl=timedelta(hours=2), **FAST)
+    t0 = time.monotonic()
+    p.create()
+    create_s = time.monotonic() - t0
+    assert seen == CREATE_CALLS, "create's calls changed: update CREATE_CALLS (the fault-injection steps)"
+    create_calls = Counter(p.api_calls_by_phase["create"])
+    assert sum(create_calls.values()) == len(CREATE_CALLS)
+
+    # -- every resource exists and carries the tags ----------------------------------
+    created = datetime.fromisoformat(p.state["created"].replace("Z", "+00:00"))
+    expires = datetime.fromisoformat(p.state["expires"].replace("Z", "+00:00"))
+    assert expires - created == timedelta(hours=2)
+    assert p.state["expires"].endswith("Z") and "T" in p.state["expires"]
+
+    def check_tags(tags: dict, what: str):
+        assert tags.get("stackproof:managed") == "true", what
+        assert tags.get("stackproof:run-id") == rid, what
+        assert tags.get("stackproof:owner") == "ci-bot@example.org", what
+        assert tags.get("stackproof:expires") == p.state["expires"], what
+        assert tags.get("stackproof:region") == REGION, what
+
+    tagd = lambda items: {t["Key"]: t["Value"] for t in items or []}  # noqa: E731
+    ec2, iam, eks, s3 = inventory.ec2, inventory.iam, inventory.eks, inventory.s3
+    vpc = ec2.describe_vpcs(VpcIds=[p.state["vpc"]])["Vpcs"][0]
+    check_tags(tagd(vpc["Tags"]), "vpc")
+    assert ec2.describe_vpc_attribute(VpcId=vpc["VpcId"], Attribute="enableDnsHostnames")[
+        "EnableDnsHostnames"]["Value"] is True
+    subnets = ec2.describe_subnets(SubnetIds=p.state["subnets"])["Subnets"]
+    assert len(subnets) == 2 and len({s["AvailabilityZone"] for s in subnets}) == 2
+    for sn in subnets:
+        check_tags(tagd(sn["Tags"]), "subnet")
+        assert sn["VpcId"] == vpc["VpcId"] and sn["MapPublicIpOnLaunch"] is True
+        assert tagd(sn["Tags"]).get("kubernetes.io/role/elb") == "1"
+    igw = ec2.describe_internet_gateways(InternetGatewayIds=[p.state["internet_gateway"]])["InternetGateways"][0]
+    check_tags(tagd(igw["Tags"]), "internet gateway")
+    assert [a["VpcId"] for a in igw["Attachments"]] == [vpc["VpcId"]]
+    rt = ec2.describe_route_tables(RouteTableIds=[p.state["route_table"]])["RouteTables"][0]
+    check_tags(tagd(rt["Tags"]), "route table")
+    assert any(r.get("DestinationCidrBlock") == "0.0.0.0/0" and r.get("GatewayId") == igw["InternetGatewayId"]
+               for r in rt["Routes"])
+    assert sorted(a["SubnetId"] for a in rt["Associations"] if not a.get("Main")) == sorted(p.state["subnets"])
+    bucket = p.state["bucket"]
+    check_tags(tagd(s3.get_bucket_tagging(Bucket=bucket)["TagSet"]), "bucket")
+    assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] == REGION
+    assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]["BlockPublicAcls"] is True
+    want_policies = {p.names.cluster_role: {"AmazonEKSClusterPolicy"},
+                     p.names.node_role: {"AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy",
+                                         "AmazonEC2ContainerRegistryReadOnly"}}
+    for role, policies in want_policies.items():
+        r = iam.get_role(RoleName=role)["Role"]
+        assert r["Path"] == "/stackproof/"
+        check_tags(tagd(iam.list_role_tags(RoleName=role)["Tags"]), role)
+        got = {a["PolicyName"] for a in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]}
+        assert got == policies
+    inline = iam.get_role_policy(RoleName=p.names.node_role, PolicyName="stackproof-bucket-access")["PolicyDocument"]
+    assert f"arn:aws:s3:::{bucket}/*" in json.dumps(inline)
+    cl = eks.describe_cluster(name=p.names.cluster)["cluster"]
+    check_tags(cl["tags"], "cluster")
+    assert cl["roleArn"] == iam.get_role(RoleName=p.names.cluster_role)["Role"]["Arn"]
+    assert sorted(cl["resourcesVpcConfig"]["subnetIds"]) == sorted(p.state["subnets"])
+    ng = eks.describe_nodegroup(clusterName=p.names.cluster, nodegroupName=p.names.nodegroup)["nodegroup"]
+    check_tags(ng["tags"], "node group")
+    assert ng["nodeRole"] == iam.get_role(RoleName=p.names.node_role)["Role"]["Arn"]
+    assert ng["status"] == "ACTIVE"
+    counts = inventory.count(rid)
+    assert counts["vpcs"] == 1 and counts["subnets"] == 2 and counts["internet_gateways"] == 1
+    assert counts["route_tables"] == 1 and counts["iam_roles"] == 2 and counts["attached_policies"] == 4
+    assert counts["eks_clusters"] == 1 and counts["nodegroups"] == 1 and counts["s3_buckets"] == 1
+
+    # -- the kubeconfig and its EKS token ------------------------------------------------
+    kc = p.kubeconfig()
+    assert kc["clusters"][0]["cluster"]["server"] == cl["endpoint"]
+    assert kc["clusters"][0]["cluster"]["certificate-authority-data"] == cl["certificateAuthority"]["data"]
+    assert kc["current-context"] == p.names.cluster
+    token = kc["users"][0]["user"]["token"]
+    assert token.startswith("k8s-aws-v1.")
+    body = token[len("k8s-aws-v1."):]
+    assert "=" not in body and "+" not in body and "/" not in body  # base64url, no padding
+    url = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
+    parts = urlsplit(url)
+    q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    assert f"{parts.scheme}://{parts.netloc}" == aws_env["AWS_ENDPOINT_URL"]  # STS, at the configured endpoint
+    assert q["Action"] == "GetCallerIdentity" and q["Version"] == "2011-06-15"
+    assert q["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
+    assert q["X-Amz-Expires"] == "60"
+    assert "x-k8s-aws-id" in q["X-Amz-SignedHeaders"].split(";")
+    assert "host" in q["X-Amz-SignedHeaders"].split(";")
+    assert q["X-Amz-Credential"].split("/")[2:] == [REGION, "sts", "aws4_request"]
+    assert len(q["X-Amz-Signature"]) == 64
+    # a token is a secret: not in the state file, status, or artifacts
+    st = p.status()
+    assert st["state"] == "created" and st["cluster"]["status"] == "ACTIVE"
+    arts = p.collect_artifacts(tmp_path / "artifacts")
+    for blob in [p.state_file.read_text(), json.dumps(st)] + [a.read_text() for a in arts]:
+        assert token not in blob and q["X-Amz-Signature"] not in blob and SECRET_KEY not in blob
+
+    # -- what Kubernetes would leave in the VPC, and a versioned bucket with data ----------
+    elbv2, elb = inventory.elbv2, inventory.elb
+    sn = p.state["subnets"]
+    ec2.create_network_interface(SubnetId=sn[0], Description="leaked by a CNI")
+    sg_lb = ec2.create_security_group(GroupName="k8s-elb-a1", Description="lb", VpcId=vpc["VpcId"])["GroupId"]
+    sg_nodes = ec2.create_security_group(GroupName="k8s-nodes", Description="n", VpcId=vpc["VpcId"])["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=sg_nodes, IpPermissions=[{
+        "IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "UserIdGroupPairs": [{"GroupId": sg_lb}]}])
+    elbv2.create_load_balancer(Name="k8s-gateway", Subnets=sn, SecurityGroups=[sg_lb], Type="application")
+    elbv2.create_target_group(Name="k8s-gateway-tg", Protocol="HTTP", Port=80, VpcId=vpc["VpcId"])
+    elb.create_load_balancer(LoadBalancerName="k8s-classic", Subnets=sn[:1], SecurityGroups=[sg_lb],
+                             Listeners=[{"Protocol": "TCP", "LoadBalancerPort": 80, "InstancePort": 80}])
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    for i in range(3):
+        s3.put_object(Bucket=bucket, Key="blocks/01/index", Body=b"v" * (i + 1))
+    s3.put_object(Bucket=bucket, Key="chunks/gone", Body=b"x")
+    s3.delete_object(Bucket=bucket, Key="chunks/gone")  # a delete marker over a version
+    s3.create_multipart_upload(Bucket=bucket, Key="blocks/02/chunks/000001")
+    vpc_ids = [vpc["VpcId"]]
+    before = inventory.count(rid, vpc_ids)
+    assert before["network_interfaces"] == 1 and before["security_groups"] == 2 and before["load_balancers"] == 2
+
+    # -- destroy from a new process's point of view: only the run id ---------------------
+    p2 = AWSProvider(run_id=rid, **FAST)
+    t0 = time.monotonic()
+    deleted = p2.destroy()
+    destroy_s = time.monotonic() - t0
+    after = inventory.count(rid, vpc_ids)
+    assert _total(after) == 0, dict(+after)
+    kinds = Counter(d["kind"] for d in deleted)
+    assert kinds["eks-nodegroup"] == 1 and kinds["eks-cluster"] == 1 and kinds["vpc"] == 1
+    assert kinds["network-interface"] == 1 and kinds["security-group"] == 2 and kinds["target-group"] == 1
+    assert kinds["load-balancer (elbv2)"] == 1 and kinds["load-balancer (elb)"] == 1
+    assert next(d for d in deleted if d["kind"] == "s3-bucket")["objects_deleted"] == 5  # 4 versions + marker
+    order = [d["kind"] for d in deleted]
+    assert order.index("eks-nodegroup") < order.index("eks-cluster") < order.index("vpc")
+    assert order.index("iam-role") > order.index("eks-cluster")
+    assert not p2.root.exists()
+    destroy_calls = Counter(p2.api_calls_by_phase["destroy"])
+
+    # -- destroy again: nothing to do, nothing deleted --------------------------------
+    p3 = AWSProvider(run_id=rid, **FAST)
+    assert p3.destroy() == []
+    again = Counter(p3.api_calls_by_phase["destroy"])
+    assert not [op for op in again if op.split(":")[1].startswith(("Delete", "Detach", "Disassociate"))]
+    assert _total(inventory.count(rid, vpc_ids)) == 0
+
+    # the same create + destroy without the Kubernetes leftovers, for the figures
+    rid2 = _run_id("fig")
+    q1 = AWSProvider(run_id=rid2, **FAST)
+    q1.create()
+    q1.destroy()
+    FIGURES["api calls, one create"] = {"total": sum(q1.api_calls_by_phase["create"].values()),
+                                        "per operation": dict(q1.api_calls_by_phase["create"])}
+    FIGURES["api calls, one destroy (clean cluster, state file present)"] = {
+        "total": sum(q1.api_calls_by_phase["destroy"].values()),
+        "per operation": dict(q1.api_calls_by_phase["destroy"])}
+    FIGURES["api calls, destroy with k8s leftovers (ENI, 2 SGs, ALB, CLB, TG, 5 object versions)"] = {
+        "total": sum(destroy_calls.values()), "per operation": dict(destroy_calls)}
+    FIGURES["api calls, destroy again (no-op)"] = {"total": sum(again.values()), "per operation": dict(again)}
+    FIGURES["moto wall seconds"] = {"create": round(create_s, 2), "destroy with leftovers": round(destroy_s, 2)}
+
+
+def test_destroy_works_from_tags_alone(aws_env, inventory):
+    """No state file at all (another machine, a lost home directory): tags and names suffice."""
+    AWSProvider = _aws()
+    rid = _run_id("tags")
+    p = AWSProvider(run_id=rid, **FAST)
+    p.create()
+    vpcs = inventory.vpc_ids(rid)
+    shutil.rmtree(p.root)
+    assert _total(inventory.count(rid)) > 0
+    deleted = AWSProvider(run_id=rid, **FAST).destroy()
+    assert len(deleted) == 10  # nodegroup, cluster, bucket, 2 roles, route table, 2 subnets, IGW, VPC
+    assert _total(inventory.count(rid, vpcs)) == 0
+
+
+# -- fault injection at every create call ------------------------------------------------
+
+@pytest.mark.parametrize("op,nth", FAULT_POINTS, ids=[f"{op}#{n}" for op, n in FAULT_POINTS])
+def test_fault_at_create_step_then_destroy_leaves_nothing(aws_env, proxy, inventory, op, nth):
+    AWSProvider = _aws()
+    rid = _run_id("flt")
+    rule = proxy.arm(op, nth)
+    p = AWSProvider(run_id=rid, **FAST)
+    with pytest.raises(StackproofError) as err:
+        p.create()
+    proxy.disarm()
+    assert rule.fired >= 1, f"the fault at {op}#{nth} never fired"
+    msg = str(err.value)
+    _assert_clean_message(msg)
+    assert "InjectedFault" in msg
+    vpcs = inventory.vpc_ids(rid)
+    before = inventory.count(rid, vpcs)
+    # a later process resumes from the state file and tags
+    AWSProvider(run_id=rid, **FAST).destroy()
+    after = inventory.count(rid, vpcs)
+    FAULT_ROWS.append({"call": f"{op}#{nth}", "before": _total(before), "after": _total(after), "error": msg})
+    assert _total(after) == 0, dict(+after)
+    if CREATE_CALLS.index(op) > CREATE_CALLS.index("ec2:CreateVpc"):
+        assert _total(before) > 0  # the fault came after something was made
+
+
+def test_create_resumes_after_a_failed_step(aws_env, proxy, inventory):
+    """A failed create, run again with the same run id, finishes without duplicating anything."""
+    AWSProvider = _aws()
+    rid = _run_id("res")
+    proxy.arm("eks:CreateCluster", 1)
+    with pytest.raises(StackproofError, match="create EKS cluster"):
+        AWSProvider(run_id=rid, **FAST).create()
+    proxy.disarm()
+    p = AWSProvider(run_id=rid, **FAST)
+    p.create()
+    assert "ec2:CreateVpc" not in p.api_calls and p.api_calls["eks:CreateCluster"] == 1
+    c = inventory.count(rid)
+    assert (c["vpcs"], c["subnets"], c["iam_roles"], c["eks_clusters"], c["s3_buckets"]) == (1, 2, 2, 1, 1)
+    p.destroy()
+    assert _total(inventory.count(rid)) == 0
+
+
+def test_transient_server_error_is_retried_and_counted_once(aws_env, proxy, inventory):
+    AWSProvider = _aws()
+    rid = _run_id("tr")
+    proxy.arm("ec2:CreateVpc", 1, status=503, code="Unavailable", times=1)
+    p = AWSProvider(run_id=rid, **FAST)
+    p.create()
+    assert p.api_calls["ec2:CreateVpc"] == 1  # one API call ...
+    assert p.cloud.attempts["ec2.CreateVpc"] == 2  # ... sent twice
+    p.destroy()
+    assert _total(inventory.count(rid)) == 0
+
+
+def test_wait_timeout_is_one_line_and_destroy_waits_for_a_creating_cluster(aws_env, proxy, inventory):
+    AWSProvider = _aws()
+    rid = _run_id("to")
+    creating = (200, {"Content-Type": "application/json"},
+                json.dumps({"cluster": {"name": f"stackproof-{rid}", "status": "CREATING"}}).encode())
+    proxy.arm("eks:DescribeCluster", 1, reply=creating)
+    p = AWSProvider(run_id=rid, timeouts={"cluster_create": 0.2}, poll_delay=0.02, progress=lambda m: None)
+    with pytest.raises(StackproofError) as err:
+        p.create()
+    proxy.disarm()
+    msg = str(err.value)
+    _assert_clean_message(msg)
+    assert msg == f"aws: wait for EKS cluster stackproof-{rid} to be ACTIVE: timed out after 0.2s (last status CREATING)"
+    # destroy meets the cluster still CREATING (discovery, status, first wait): it waits, then deletes
+    said: list[str] = []
+    proxy.arm("eks:DescribeCluster", 1, reply=creating, times=3)
+    deleted = AWSProvider(run_id=rid, poll_delay=0.02, progress=said.append).destroy()
+    proxy.disarm()
+    assert any("is CREATING: waiting before deleting it" in s for s in said)
+    assert {"kind": "eks-cluster", "id": f"stackproof-{rid}"} in deleted
+    assert _total(inventory.count(rid)) == 0
+
+
+# -- the deploy hand-off --------------------------------------------------------------
+
+class RecordingDeployer:
+    """Stands in for harness.providers.kube.KubeDeployer (another module, and moto has
+    no Kubernetes API): given to the provider through its public ``deployer_factory``
+    parameter, it records what the provider hands over."""
+
+    made: list["RecordingDeployer"] = []
+
+    def __init__(self, kubeconfig: dict, namespace: str, storage: dict, labels: dict):
+        self.kubeconfig, self.namespace, self.storage, self.labels = kubeconfig, namespace, storage, labels
+        self.calls: list[tuple] = []
+        RecordingDeployer.made.append(self)
+
+    def _target(self, release) -> Target:
+        return Target(name=self.namespace, gateway_url="https://gateway.example.invalid",
+                      tenants=[Tenant("tenant-a", secrets.token_hex(8)), Tenant("tenant-b", secrets.token_hex(8)),
+                               Tenant("stackproof-system", secrets.token_hex(8), "system")])
+
+    def deploy(self, release, tenants=None, timeout=900):
+        self.calls.append(("deploy", release.name, timeout))
+        return self._target(release)
+
+    def upgrade(self, release, on_swap=None, timeout=900):
+        self.calls.append(("upgrade", release.name, timeout))
+        return self._target(release)
+
+    def collect_artifacts(self, dest: Path) -> list[Path]:
+        (dest / "pods.txt").write_text("gateway Running\n")
+        return [dest / "pods.txt"]
+
+    def delete(self, timeout=300):
+        self.calls.append(("delete", timeout))
+
+
+class FailingDeployer(RecordingDeployer):
+    def deploy(self, release, tenants=None, timeout=900):
+        token = self.kubeconfig["users"][0]["user"]["token"]
+        raise RuntimeError(f"HTTPSConnectionPool: Max retries exceeded (Authorization: Bearer {token})\nsecond line")
+
+
+def test_deploy_hands_the_cluster_to_the_deployer(aws_env, inventory, tmp_path):
+    AWSProvider = _aws()
+    rid = _run_id("dep")
+    cat = Catalog.load()
+    RecordingDeployer.made.clear()
+    p = AWSProvider(run_id=rid, deployer_factory=RecordingDeployer, **FAST)
+    target = p.deploy(cat.get())  # creates first
+    d = RecordingDeployer.made[-1]
+    assert d.namespace == f"stackproof-{rid}"
+    assert d.storage == {"type": "s3", "bucket": p.state["bucket"], "region": REGION}
+    assert d.labels["stackproof/run-id"] == rid and d.labels["app.kubernetes.io/managed-by"] == "stackproof"
+    assert d.labels["stackproof/owner"] == "ci-bot_example.org"  # a valid label value
+    assert d.kubeconfig["clusters"][0]["cluster"]["server"] == p.state["cluster"]["endpoint"]
+    assert d.calls == [("deploy", cat.get().name, 900)]
+    assert target.provider == "aws" and target.release == cat.get().name
+    assert target.path == p.target_file and stat.S_IMODE(target.path.stat().st_mode) == 0o600
+    assert p.status()["state"] == "running"
+    up = p.upgrade(cat.get())
+    assert RecordingDeployer.made[-1].calls == [("upgrade", cat.get().name, 900)] and up.provider == "aws"
+    arts = p.collect_artifacts(tmp_path)
+    assert {a.name for a in arts} == {"pods.txt", "aws-resources.json", "aws-api-calls.json"}
+    p.destroy()
+    # the namespace went before the cloud, bounded by the namespace_delete timeout
+    assert RecordingDeployer.made[-1].calls == [("delete", FAST["timeouts"]["namespace_delete"])]
+    assert _total(inventory.count(rid)) == 0
+
+
+def test_deploy_failure_is_one_line_naming_the_step_without_the_token(aws_env, inventory):
+    AWSProvider = _aws()
+    rid = _run_id("depf")
+    p = AWSProvider(run_id=rid, deployer_factory=FailingDeployer, **FAST)
+    with pytest.raises(StackproofError) as err:
+        p.deploy(Catalog.load().get())
+    msg = str(err.value)
+    _assert_clean_message(msg, "k8s-aws-v1.")
+    assert msg.startswith(f"aws: deploy {Catalog.load().get().name} to EKS cluster stackproof-{rid}: RuntimeError")
+    assert "Bearer ***" in msg and "second line" not in msg
+    p.destroy()
+    assert _total(inventory.count(rid)) == 0
+
+
+# -- a crashed run and the janitor ------------------------------------------------------
+
+def test_janitor_cleans_a_crashed_run_and_spares_a_fresh_one(aws_env, proxy, inventory):
+    from harness.providers.aws import janitor
+
+    AWSProvider = _aws()
+    crashed = _run_id("crash")
+    # create in a subprocess, held at CreateCluster, then SIGKILLed: a real crash
+    rule = proxy.hold("eks:CreateCluster")
+    script = ("from datetime import timedelta\nfrom harness.providers.aws import AWSProvider\n"
+              f"AWSProvider(run_id={crashed!r}, ttl=timedelta(hours=-1), poll_delay=0.01).create()\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=os.environ.copy(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert rule.hit.wait(60), "the subprocess never reached CreateCluster"
+    finally:
+        proc.kill()
+        proc.wait()
+        proxy.disarm()
+    assert proc.returncode == -9
+    shutil.rmtree(Path(aws_env["state"]) / f"aws-{crashed}")  # and its state is lost
+    crashed_vpcs = inventory.vpc_ids(crashed)
+    left = inventory.count(crashed, crashed_vpcs)
+    assert left["vpcs"] == 1 and left["iam_roles"] == 2 and left["s3_buckets"] == 1 and left["eks_clusters"] == 0
+
+    fresh = _run_id("fresh")
+    AWSProvider(run_id=fresh, **FAST).create()  # expires in 6 h
+    fresh_count = inventory.count(fresh)
+
+    dry = janitor(older_than=None, run_id=None, dry_run=True, region=None, **FAST)
+    assert dry and {r["run_id"] for r in dry} == {crashed}
+    assert {r["action"] for r in dry} == {"would delete"}
+    assert Counter(r["kind"] for r in dry) == Counter({"subnet": 2, "iam-role": 2, "vpc": 1, "internet-gateway": 1,
+                                                       "route-table": 1, "s3-bucket": 1})
+    assert all(r["expires"] and r["expires"] < datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+               for r in dry)
+    assert inventory.count(crashed, crashed_vpcs) == left  # a dry run deletes nothing
+
+    said: list[str] = []
+    done = janitor(older_than=None, run_id=None, dry_run=False, region=None, **{**FAST, "progress": said.append})
+    assert {r["run_id"] for r in done} == {crashed} and {r["action"] for r in done} == {"deleted"}
+    assert sorted((r["kind"], r["id"]) for r in done) == sorted((r["kind"], r["id"]) for r in dry)
+    assert _total(inventory.count(crashed, crashed_vpcs)) == 0
+    assert inventory.count(fresh) == fresh_count  # not expired: untouched
+
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    assert janitor(None, None, True, None, now=later, **FAST) == []  # an hour on, still not expired
+    by_age = janitor(timedelta(minutes=30), None, True, None, now=later, **FAST)
+    assert {r["run_id"] for r in by_age} == {fresh}  # but older than 30 minutes
+    assert len(by_age) == 10
+    by_run = janitor(None, fresh, False, None, **FAST)  # everything of one run, expired or not
+    assert {r["action"] for r in by_run} == {"deleted"} and len(by_run) == 10
+    assert _total(inventory.count(fresh)) == 0
+    assert janitor(None, None, False, None, **FAST) == []  # nothing left to do
+    FIGURES["janitor"] = {"dry run (crashed run)": dict(Counter(r["kind"] for r in dry)),
+                          "deleted (crashed run)": len(done), "fresh run after janitor": _total(fresh_count),
+                          "run_id mode deleted": len(by_run), "janitor's own summary": said[-1]}
+
+
+# -- the pytest path ------------------------------------------------------------------
+
+def test_pytest_provider_aws_reaches_the_deploy_step_and_tears_down(aws_env, moto_url, inventory, tmp_path):
+    rid = _run_id("pyt")
+    env = {**os.environ, "AWS_ENDPOINT_URL": moto_url, "STACKPROOF_STATE": str(tmp_path / "state")}
+    env.pop("PYTEST_ADDOPTS", None)
+    env.pop("PYTEST_XDIST_WORKER", None)
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "pytest", "suites/smoke", "--provider", "aws", "--run-id", rid,
+                        "-p", "no:cacheprovider", "-q", "--stackproof-results", str(tmp_path / "results")],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out[-3000:]
+    lines = [ln for ln in out.splitlines() if "cannot provision the platform" in ln]
+    assert lines, out[-3000:]
+    line = lines[0]
+    assert f"aws: deploy {Catalog.load().get().name} to EKS cluster stackproof-{rid}" in line, line
+    assert SECRET_KEY not in out and ACCESS_KEY not in out and "k8s-aws-v1." not in out
+    assert "Traceback" not in out
+    # teardown ran: nothing of the run is left, and its state directory is gone
+    assert _total(inventory.count(rid)) == 0
+    assert not (tmp_path / "state" / f"aws-{rid}").exists()
+    FIGURES["pytest --provider aws"] = {"exit code": r.returncode, "error line": line.strip(),
+                                        "seconds": round(time.monotonic() - t0, 1)}
+
+
+def test_bad_input_is_one_line(aws_env, monkeypatch):
+    from harness.errors import ConfigError
+    from harness.providers import get_provider
+
+    AWSProvider = _aws()
+    with pytest.raises(ConfigError, match=r"^aws: run id 'Bad_Run' must be"):
+        get_provider("aws", run_id="Bad_Run")
+    with pytest.raises(ConfigError, match=r"^aws: run id '.{42}' is 42 characters; .* at most 41 fit"):
+        get_provider("aws", run_id="n" * 42)
+    # the longest the nightly workflow makes: nightly-<run number>-<attempt>-<provider>-<suite>
+    longest = AWSProvider(run_id="nightly-999999999999-10-aws-conformance", region=REGION)
+    assert len(longest.names.bucket("123456789012", "ap-southeast-2")) <= 63
+    assert get_provider("aws", run_id="a" * 41).run_id == "a" * 41
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    with pytest.raises(ConfigError, match=r"^aws: no region"):
+        AWSProvider(run_id="x1")
+    assert isinstance(get_provider("aws", run_id="x1", region=REGION), AWSProvider)
+
+
+def test_bucket_names_fit_and_name_their_run():
+    """The janitor recognises a run's bucket by name when its tags never got written."""
+    from harness.providers.aws import Names, _bucket_run_id
+
+    for rid in ("sp0123456789", "a" * 41):
+        for region in ("us-east-1", "ap-southeast-2"):
+            name = Names("stackproof", rid).bucket("123456789012", region)
+            assert len(name) <= 63
+            assert _bucket_run_id(name, "stackproof", "123456789012", region) == rid
+            assert _bucket_run_id(name, "stackproof", "210987654321", region) is None  # another account's
