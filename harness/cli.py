@@ -213,7 +213,7 @@ def cmd_run(args) -> int:
             raise StackproofError(f"unknown suite {s!r}; known suites: {', '.join(known)}")
     rc = 1
     with provisioned(args.provider, results, target_file=args.target_file, platform=args.platform,
-                     release=args.release, keep=args.keep) as got:
+                     release=args.release, keep=args.keep, run_id=args.run_id) as got:
         target = got.target
         print(f"running suites: {', '.join(suites)}", file=sys.stderr)
         cmd = [sys.executable, "-m", "pytest", *[str(suites_root / s) for s in suites],
@@ -447,8 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "suites with pytest, write JUnit, Allure results and an HTML/JSON report "
                                     "into --results, collect component logs, and tear down.",
                         epilog="Extra arguments after '--' go to pytest, e.g. 'stackproof run -- -k exact'.")
-    sp.add_argument("--provider", default="local", choices=("local", "existing"),
-                    help="where the platform comes from (default: local)")
+    sp.add_argument("--provider", default="local", choices=("local", "existing", "aws", "gcp"),
+                    help="where the platform comes from (default: local; aws/gcp: EKS/GKE made for this run)")
+    sp.add_argument("--run-id", help="aws/gcp: names and tags the cloud resources (default: a new one)")
     sp.add_argument("--target-file", help="target file of an existing platform (with --provider existing)")
     sp.add_argument("--release", help="release to deploy (default: the newest)")
     sp.add_argument("--suite", action="append", metavar="NAME",

@@ -647,3 +647,22 @@ def test_bucket_names_fit_and_name_their_run():
             assert len(name) <= 63
             assert _bucket_run_id(name, "stackproof", "123456789012", region) == rid
             assert _bucket_run_id(name, "stackproof", "210987654321", region) is None  # another account's
+
+
+def test_janitor_command_line(aws_env, inventory):
+    """``stackproof janitor`` as CI's teardown and schedule run it: a dry run lists, a real run deletes."""
+    from .conftest import run_cli
+
+    rid = _run_id("cli")
+    _aws()(run_id=rid, ttl=timedelta(hours=-1), **FAST).create()  # expired from the start
+    made = inventory.count(rid)
+    assert _total(made) > 10
+    r = run_cli("janitor", "--provider", "aws", "--dry-run", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "dry run" in r.stdout and f"run {rid}" in r.stdout and "would delete" in r.stdout
+    assert inventory.count(rid) == made
+    r = run_cli("janitor", "--provider", "aws", "--run-id", rid, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "deleted" in r.stdout and _total(inventory.count(rid)) == 0
+    r = run_cli("janitor", "--provider", "aws", "--run-id", rid, timeout=300)
+    assert r.returncode == 0 and "nothing of stackproof's to delete" in r.stdout, r.stdout + r.stderr

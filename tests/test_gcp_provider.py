@@ -333,3 +333,20 @@ def test_unreachable_endpoint_is_one_line(double, monkeypatch):
     msg = str(err.value)
     assert msg.startswith(f"gcp create cluster stackproof-down-1 in {ZA}: ConnectionError: ") and "\n" not in msg
     assert TOKEN not in msg
+
+
+def test_janitor_command_line(double, monkeypatch):
+    """``stackproof janitor --provider gcp`` against the double: dry run, then by run id."""
+    from .conftest import run_cli
+
+    provider("cli-1").create()
+    monkeypatch.setenv("STACKPROOF_GCP_POLL_INTERVAL", "0.01")
+    r = run_cli("janitor", "--provider", "gcp", "--project", PROJECT, "--run-id", "cli-1", "--dry-run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("would delete") == 2 and "stackproof-cli-1" in r.stdout
+    assert len(double.clusters) == 1 and len(double.buckets) == 1
+    r = run_cli("janitor", "--provider", "gcp", "--project", PROJECT, "--older-than", "6h")
+    assert r.returncode == 0 and "nothing of stackproof's to delete" in r.stdout, r.stdout + r.stderr
+    r = run_cli("janitor", "--provider", "gcp", "--project", PROJECT, "--run-id", "cli-1")
+    assert r.returncode == 0 and r.stdout.count("deleted") == 2, r.stdout + r.stderr
+    assert double.clusters == {} and double.buckets == {}
