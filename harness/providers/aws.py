@@ -56,7 +56,7 @@ from typing import Any, Callable, Iterator
 from ..errors import ConfigError, StackproofError
 from ..releases import Release
 from ..target import Target
-from .base import Provider, SwapHook
+from .base import Provider, SwapHook, read_state, write_state
 from .local import state_root
 
 try:  # boto3's core (the 'cloud' extra): clients, waiters, presigning
@@ -927,19 +927,11 @@ class AWSProvider(Provider):
         return self.root / "target.yaml"
 
     def _load_state(self) -> dict:
-        if not self.state_file.is_file():
-            return {}
-        try:
-            return json.loads(self.state_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise StackproofError(f"aws: state file {self.state_file} is unreadable: {_clean(exc)}") from None
+        return read_state(self.state_file, "aws: state file")
 
     def _save(self) -> None:
         """Persist ids after each step, so a later process can resume or destroy."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.state_file)
+        write_state(self.state_file, self.state)
 
     def tags(self) -> dict[str, str]:
         return {TAG_MANAGED: "true", TAG_OWNER: self.owner, TAG_RUN: self.run_id,

@@ -5,6 +5,8 @@ the CLI never need to know which one made the target."""
 
 from __future__ import annotations
 
+import json
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
@@ -12,6 +14,25 @@ from typing import Callable
 from ..errors import StackproofError
 from ..releases import Release
 from ..target import Target
+
+def read_state(path: Path, what: str) -> dict:
+    """A provider's JSON state file; ``{}`` when there is none. An unreadable one
+    is a one-line error that starts with ``what`` and names the file."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StackproofError(f"{what} {path} is unreadable: {type(exc).__name__}") from None
+
+
+def write_state(path: Path, state: dict) -> None:
+    """Write a provider's state atomically: a crash leaves the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
 
 # called around each component swap during an upgrade: (component, phase, info)
 SwapHook = Callable[[str, str, dict], None]

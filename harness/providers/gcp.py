@@ -47,7 +47,7 @@ from typing import Any, Callable
 from ..errors import ConfigError, StackproofError
 from ..releases import Release
 from ..target import Target
-from .base import Provider, SwapHook
+from .base import Provider, SwapHook, read_state, write_state
 
 LABEL_MANAGED = "stackproof-managed"
 LABEL_OWNER = "stackproof-owner"
@@ -573,18 +573,10 @@ class GCPProvider(Provider):
         return self.state_dir / "state.json"
 
     def _load_state(self) -> dict:
-        try:
-            return json.loads(self.state_file.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, json.JSONDecodeError) as exc:
-            raise StackproofError(f"gcp: state file {self.state_file} is unreadable: {exc}") from None
+        return read_state(self.state_file, "gcp: state file")
 
     def _save_state(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.state_file)
+        write_state(self.state_file, self.state)
 
     # -- create -----------------------------------------------------------------------
     def create(self) -> None:

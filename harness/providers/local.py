@@ -11,7 +11,6 @@ object storage), ``logs/`` and ``tls/``.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import secrets
 import shutil
@@ -30,7 +29,7 @@ from ..procs import Supervised
 from ..releases import Release
 from ..target import DEFAULT_LIMITS, Target, Tenant
 from ..tls import TLSFiles, write_platform_pki
-from .base import Provider, SwapHook
+from .base import Provider, SwapHook, read_state, write_state
 
 # tenants every local platform has; 'limited' has deliberately low ingestion limits
 DEFAULT_TENANTS = (("tenant-a", "user"), ("tenant-b", "user"), ("tenant-limited", "limited"),
@@ -92,21 +91,14 @@ class LocalProvider(Provider):
         return self.root / "target.yaml"
 
     def _load_state(self) -> dict:
-        if not self.state_file.is_file():
-            return {}
-        try:
-            return json.loads(self.state_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise StackproofError(f"platform state {self.state_file} is unreadable: {exc}") from None
+        return read_state(self.state_file, "platform state")
 
     def _save_state(self) -> None:
         self.state["components"] = {
             name: {**self.state.get("components", {}).get(name, {}), **p.to_dict()}
             for name, p in self.procs.items()
         }
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2) + "\n")
-        os.replace(tmp, self.state_file)
+        write_state(self.state_file, self.state)
 
     def _attach_all(self) -> None:
         """Re-read the state file: another process (an xdist worker, the CLI)
