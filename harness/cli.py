@@ -147,7 +147,8 @@ def cmd_doctor(args) -> int:
                            ("google.protobuf", "protobuf", True), ("cramjam", "cramjam", True),
                            ("locust", "locust (load)", False),
                            ("boto3", "boto3 (cloud)", False), ("kubernetes", "kubernetes (cloud)", False),
-                           ("google.cloud.container_v1", "google-cloud-container (cloud)", False)):
+                           ("google.cloud.container_v1", "google-cloud-container (cloud)", False),
+                           ("google.cloud.storage", "google-cloud-storage (cloud)", False)):
         try:
             found = importlib.util.find_spec(mod) is not None
         except ModuleNotFoundError:
