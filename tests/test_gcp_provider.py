@@ -87,6 +87,9 @@ def writes(d: GKEDouble, since: int = 0) -> list[str]:
 def test_label_values_and_expiry_follow_gcp_label_rules():
     assert label_value("Jane.Doe@example.com") == "jane_doe_example_com"
     assert len(label_value("x" * 100)) == 63
+    # valid as a Kubernetes label value too (the namespace carries the same labels)
+    assert label_value("_ci-bot@example.org.") == "ci-bot_example_org"
+    assert label_value("a" * 62 + "@b") == "a" * 62
     when = dt.datetime(2026, 11, 24, 4, 0, 5, tzinfo=dt.timezone.utc)
     assert format_expiry(when) == "20261124t040005z"
     assert parse_expiry("20261124t040005z") == when

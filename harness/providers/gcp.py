@@ -88,8 +88,10 @@ def _utcnow() -> dt.datetime:
 
 # -- labels ------------------------------------------------------------------
 def label_value(text: str) -> str:
-    """``text`` made a valid GCP label value: lowercase, [a-z0-9_-], at most 63."""
-    return re.sub(r"[^a-z0-9_-]", "_", str(text).lower())[:63]
+    """``text`` made a valid GCP label value (lowercase, [a-z0-9_-], at most 63) that is
+    also a valid Kubernetes label value (the deployer stamps the same labels on the
+    namespace): it starts and ends with a letter or digit, or is empty."""
+    return re.sub(r"[^a-z0-9_-]", "_", str(text).lower())[:63].strip("_-")
 
 
 def format_expiry(when: dt.datetime) -> str:
