@@ -181,6 +181,14 @@ def _read_stats_csv(path: Path) -> dict[str, dict]:
     return rows
 
 
+def _peak_users(history: Path) -> int:
+    """The most users a run had (set on the dashboards or by a shape), from locust's history CSV."""
+    if not history.is_file():
+        return 0
+    with open(history, newline="") as f:
+        return max((int(_num(r, "User Count")) for r in csv.DictReader(f)), default=0)
+
+
 def _num(row: dict, key: str) -> float:
     v = row.get(key, "")
     return float(v) if v not in ("", "N/A") else 0.0
@@ -233,8 +241,9 @@ def run_once(target: Target, workload: Workload, plan: RunPlan, out_dir: Path,
     stats_path = Path(f"{plan.csv_prefix}_stats.csv")
     rows = _read_stats_csv(stats_path) if stats_path.is_file() else {}
     seconds = plan.seconds if not plan.web else max(1.0, wall)
+    users = plan.users or _peak_users(Path(f"{plan.csv_prefix}_stats_history.csv"))
     per_user = workload.per_user()
-    split = users_split(workload, plan.users)
+    split = users_split(workload, users)
     signals = {}
     for sig in signals_of(workload):
         row = rows.get(REQUEST_NAMES[sig], {})
@@ -246,7 +255,7 @@ def run_once(target: Target, workload: Workload, plan: RunPlan, out_dir: Path,
         measured = reqs / rps if rps else seconds
         signals[sig] = {
             "users": split.get(sig, 0),
-            "offered_per_s": per_user[sig] * split.get(sig, 0) if not plan.shape else 0.0,
+            "offered_per_s": per_user[sig] * split.get(sig, 0) if plan.users and not plan.shape else 0.0,
             "achieved_per_s": counts[sig]["accepted"] / measured if measured else 0.0,
             "requests": reqs, "failures": fails, "error_rate": fails / reqs if reqs else 0.0,
             "rps": rps,
@@ -255,7 +264,7 @@ def run_once(target: Target, workload: Workload, plan: RunPlan, out_dir: Path,
             **{k: counts[sig][k] for k in ("accepted", "refused", "unsure")},
         }
     return {
-        "run_id": workload.run_id, "users": plan.users, "seconds": seconds, "wall_s": round(wall, 1),
+        "run_id": workload.run_id, "users": users, "seconds": seconds, "wall_s": round(wall, 1),
         "processes": plan.processes, "signals": signals,
         "generator_saturated": CPU_WARNING in text,
         "files": {"csv": f"{plan.csv_prefix}_stats.csv", "html": str(plan.html), "log": str(stderr_path)},
