@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,45 @@ def test_capacity_report_draws_every_step():
     assert html.count("<svg") == 2 and "t&lt;1&gt;" in html and "98 samples/s" in html
     assert html.count("<tr><td>") == 3 and "p99 9 ms &gt; 8 ms" in html
     assert html.count('fill="#d62728"><title>step 3') == 2, "the broken step is drawn red (p50 and p99)"
+
+
+def test_web_dashboards_drive_a_run_and_it_stops_by_itself(load_platform, tmp_path):
+    """--web without --users: locust's dashboards wait for the start button (its /swarm
+    endpoint, posted here as the button does); the run ends when its time is up and is
+    checked for completeness like any other."""
+    import subprocess
+    import sys
+
+    import requests
+
+    from harness.ports import free_ports
+    from .conftest import REPO
+
+    _, env = load_platform
+    (port,) = free_ports(1)
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "load", "--platform", "loadtest", "--web",
+                             "--web-port", str(port), "--duration", "15s", "--results", str(tmp_path)],
+                            cwd=REPO, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        for _ in range(100):
+            try:
+                page = requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert page.status_code == 200 and "locust" in page.text.lower()
+        started = requests.post(f"http://127.0.0.1:{port}/swarm", data={"user_count": 2, "spawn_rate": 2},
+                                timeout=5).json()
+        assert started["success"], started
+        out, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out + err[-2000:]
+    rec = json.loads((tmp_path / "capacity.json").read_text())
+    assert rec["mode"] == "web" and rec["complete"]
+    (step,) = rec["steps"]
+    assert step["users"] == 2
+    s = step["signals"]["metrics"]
+    assert s["requests"] > 0 and s["stored"] == s["accepted"] > 0
+    assert "press start there" in err
