@@ -24,6 +24,7 @@ class Inventory:
         self.s3 = boto3.client("s3", **kw)
         self.elbv2 = boto3.client("elbv2", **kw)
         self.elb = boto3.client("elb", **kw)
+        self.sts = boto3.client("sts", **kw)
 
     def vpc_ids(self, run_id: str) -> list[str]:
         return [v["VpcId"] for v in self.ec2.describe_vpcs(
@@ -78,17 +79,31 @@ class Inventory:
             if (cl.get("tags") or {}).get(TAG_RUN) == run_id or name == f"stackproof-{run_id}":
                 c["eks_clusters"] += 1
                 c["nodegroups"] += len(self.eks.list_nodegroups(clusterName=name)["nodegroups"])
+        c["s3_buckets"] = len(self.bucket_names(run_id))
+        return c
+
+    def bucket_names(self, run_id: str) -> list[str]:
+        """Every bucket of ``run_id`` (one per store, and any other): named after it
+        (``stackproof-<run id>-...``, tagged or not) or tagged with it."""
+        out = []
         for b in self.s3.list_buckets()["Buckets"]:
             if b["Name"].startswith(f"stackproof-{run_id}-"):
-                c["s3_buckets"] += 1
+                out.append(b["Name"])
                 continue
             try:
                 tags = {t["Key"]: t["Value"] for t in self.s3.get_bucket_tagging(Bucket=b["Name"])["TagSet"]}
             except self.s3.exceptions.ClientError:
                 tags = {}
             if tags.get(TAG_RUN) == run_id:
-                c["s3_buckets"] += 1
-        return c
+                out.append(b["Name"])
+        return sorted(out)
+
+    def multipart_uploads(self, bucket: str) -> list[dict]:
+        """Unfinished multipart uploads of ``bucket`` (none when the bucket is gone)."""
+        try:
+            return self.s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        except self.s3.exceptions.NoSuchBucket:
+            return []
 
     def everything_stackproof(self) -> Counter:
         """Anything in the endpoint tagged or named by stackproof, whatever the run."""

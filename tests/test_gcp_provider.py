@@ -16,7 +16,8 @@ from google.oauth2.credentials import Credentials
 
 from harness.errors import ConfigError, StackproofError
 from harness.providers.gcp import (LABEL_EXPIRES, LABEL_MANAGED, LABEL_OWNER, LABEL_RUN_ID,
-                                   GCPProvider, format_expiry, is_stockout, janitor, label_value, parse_expiry)
+                                   GCPProvider, fit_name, format_expiry, is_stockout, janitor, label_value,
+                                   parse_expiry)
 from harness.releases import Release
 from harness.target import Target, Tenant
 
@@ -120,6 +121,8 @@ def test_bad_configuration_is_one_line_naming_the_thing(double):
         provider("cfg-1", locations=["mars-1"])
     with pytest.raises(ConfigError, match="run id 'Bad_Run'"):
         provider("Bad_Run")
+    with pytest.raises(ConfigError, match=r"run id 'a{41}' must be 1-40 of"):
+        provider("a" * 41)
     p = provider("cfg-2", project=None, credentials=None)  # endpoints set: anonymous, no ADC project
     with pytest.raises(ConfigError, match="no project"):
         p.create()
@@ -148,12 +151,16 @@ def test_create_deploy_destroy_end_to_end(double, state_dir):
         LABEL_MANAGED: "true", LABEL_OWNER: "jane_doe_example_com", LABEL_RUN_ID: "e2e-1"}
     expires = parse_expiry(labels[LABEL_EXPIRES])
     assert timedelta(hours=6) - timedelta(seconds=5) <= expires - started <= timedelta(hours=6, seconds=60)
-    # one bucket in the cluster's region, same labels, private
-    [(bname, bucket)] = list(double.buckets.items())
-    assert bname == p.bucket_name and bname.startswith("stackproof-e2e-1-")
-    assert bucket["labels"] == labels and bucket["location"] == "US-CENTRAL1"
-    assert bucket["iamConfiguration"]["uniformBucketLevelAccess"]["enabled"] is True
-    assert bucket["iamConfiguration"]["publicAccessPrevention"] == "enforced"
+    # one bucket per store in the cluster's region, same labels, private
+    names = p.bucket_names
+    assert sorted(double.buckets) == sorted(names.values()) and names["cortex"] != names["loki"]
+    for store, bname in names.items():
+        assert bname.startswith("stackproof-e2e-1-") and bname.endswith(f"-{store}")
+        bucket = double.buckets[bname]
+        assert bucket["labels"] == labels and bucket["location"] == "US-CENTRAL1"
+        assert bucket["iamConfiguration"]["uniformBucketLevelAccess"]["enabled"] is True
+        assert bucket["iamConfiguration"]["publicAccessPrevention"] == "enforced"
+    assert {s: b["name"] for s, b in p.state["buckets"].items()} == names
     # every request carried the credentials in use; the count is the double's count
     assert {r.authorization for r in double.requests} == {f"Bearer {TOKEN}"}
     assert sum(create_calls.values()) == len(double.requests)
@@ -176,21 +183,24 @@ def test_create_deploy_destroy_end_to_end(double, state_dir):
     [dep] = RecordingDeployer.made
     assert dep.calls == ["deploy 2026.10"]
     assert dep.kubeconfig == kc and dep.namespace == "stackproof-e2e-1"
-    assert dep.storage == {"type": "gcs", "bucket": bname} and dep.labels == labels
+    assert dep.storage == {"type": "gcs", "bucket": names["cortex"], "buckets": names} and dep.labels == labels
     assert target.provider == "gcp"
     target_file = p.state_dir / "target.yaml"
     assert stat.S_IMODE(target_file.stat().st_mode) == 0o600
     p.upgrade(release)
     assert dep.calls[-1] == "upgrade 2026.10" and len(RecordingDeployer.made) == 1  # same token: same deployer
     st = p.status()
-    assert (st["cluster"]["status"], st["cluster"]["location"], st["bucket"]["exists"]) == ("RUNNING", ZA, True)
+    assert (st["cluster"]["status"], st["cluster"]["location"]) == ("RUNNING", ZA)
+    assert st["buckets"] == {s: {"name": n, "exists": True, "location": "US-CENTRAL1"} for s, n in names.items()}
     assert st["release"] == "2026.10"
     arts = p.collect_artifacts(state_dir / "artifacts")
     assert TOKEN not in "".join(a.read_text() for a in arts) and "secret-a" not in arts[-1].read_text()
 
-    # destroy: namespace first, then cluster, then bucket (emptied first)
+    # destroy: namespace first, then cluster, then both buckets (each emptied first)
     for i in range(3):
-        double.put_object(bname, f"cortex/blocks/{i}/meta.json", b"{}")
+        double.put_object(names["cortex"], f"tenant-a/blocks/{i}/meta.json", b"{}")
+    for i in range(2):
+        double.put_object(names["loki"], f"index/index_2000{i}/tenant-a.tsdb.gz", b"x")
     before, mark = p.api_calls.snapshot(), len(double.requests)
     p.destroy()
     destroy_calls = p.api_calls.diff(p.api_calls.snapshot(), before)
@@ -198,9 +208,12 @@ def test_create_deploy_destroy_end_to_end(double, state_dir):
     assert double.clusters == {} and double.buckets == {}
     assert not p.state_dir.exists()
     w = writes(double, mark)
-    assert w.index(f"DELETE /v1/projects/{PROJECT}/locations/{ZA}/clusters/stackproof-e2e-1") < \
-        w.index(f"DELETE /storage/v1/b/{bname}/o/cortex/blocks/0/meta.json") < w.index(f"DELETE /storage/v1/b/{bname}")
-    assert destroy_calls["gcs.objects.delete"] == 3
+    cluster_gone = w.index(f"DELETE /v1/projects/{PROJECT}/locations/{ZA}/clusters/stackproof-e2e-1")
+    for bname, obj in ((names["cortex"], "tenant-a/blocks/0/meta.json"),
+                       (names["loki"], "index/index_20000/tenant-a.tsdb.gz")):
+        emptied, deleted = w.index(f"DELETE /storage/v1/b/{bname}/o/{obj}"), w.index(f"DELETE /storage/v1/b/{bname}")
+        assert cluster_gone < emptied < deleted
+    assert destroy_calls["gcs.objects.delete"] == 5 and destroy_calls["gcs.buckets.delete"] == 2
 
     # destroy again: a no-op (lists only)
     mark = len(double.requests)
@@ -224,8 +237,32 @@ def test_destroy_works_from_labels_alone(double):
     assert again.state == {}
     again.destroy()
     assert sorted(k[2] for k in double.clusters) == ["someone-elses", "stackproof-other-1"]
-    assert sorted(double.buckets) == sorted(["someone-elses-bucket", provider("other-1").bucket_name])
+    assert sorted(double.buckets) == sorted(["someone-elses-bucket", *provider("other-1").bucket_names.values()])
     assert double.requests[-1].authorization is None  # anonymous when only the endpoints are set
+
+
+def test_long_run_ids_fit_every_name(double):
+    """The CI workflows' longest run ids (39 characters; the CI check allows 40) are
+    accepted; cluster and bucket names fit GKE's 40 and GCS's 63 and stay apart
+    even when two run ids share a long beginning."""
+    nightly = "nightly-999999999999-10-gcp-conformance"
+    ids = [nightly, nightly[:-1] + "x", "a" * 40, "a" * 39 + "b"]
+    for prefix in ("stackproof", "stackproof-ci-1"):  # the default, the longest allowed
+        clusters, buckets = set(), set()
+        for rid in ids:
+            p = provider(rid, name_prefix=prefix)
+            assert len(p.cluster_name) <= 40 and all(len(b) <= 63 for b in p.bucket_names.values())
+            assert all(b.endswith(f"-{s}") for s, b in p.bucket_names.items())
+            clusters.add(p.cluster_name)
+            buckets |= set(p.bucket_names.values())
+        assert len(clusters) == len(ids) and len(buckets) == 2 * len(ids)
+    assert fit_name("stackproof-short", 40) == "stackproof-short"  # short names as before
+    p = provider(nightly, locations=[ZA])
+    p.create()  # the double checks the names as GKE and GCS would
+    assert len(double.clusters) == 1 and sorted(double.buckets) == sorted(p.bucket_names.values())
+    assert {b["labels"][LABEL_RUN_ID] for b in double.buckets.values()} == {nightly}
+    p.destroy()
+    assert double.clusters == {} and double.buckets == {}
 
 
 # -- stockouts and other errors ------------------------------------------------------------
@@ -243,7 +280,7 @@ def test_stockout_is_retried_in_the_next_zone_after_cleaning_the_first(double):
                      f"POST /v1/projects/{PROJECT}/locations/{ZB}/clusters"]
     assert p.state["stockouts"] == [ZA] and p.status()["cluster"]["location"] == ZB
     assert any("stockout in us-central1-a" in m for m in say)
-    assert double.buckets[p.bucket_name]["location"] == "US-CENTRAL1"
+    assert {double.buckets[n]["location"] for n in p.bucket_names.values()} == {"US-CENTRAL1"}
     p.destroy()
     assert double.clusters == {} and double.buckets == {}
 
@@ -307,21 +344,24 @@ def test_janitor_deletes_expired_leftovers_only(double):
     assert writes(double, mark) == []
     assert [(r["kind"], r["name"], r["run_id"], r["reason"], r["action"]) for r in dry] == [
         ("cluster", "stackproof-crashed-1", "crashed-1", "expired", "would delete"),
-        ("bucket", crashed.bucket_name, "crashed-1", "expired", "would delete")]
+        ("bucket", crashed.bucket_name("cortex"), "crashed-1", "expired", "would delete"),
+        ("bucket", crashed.bucket_name("loki"), "crashed-1", "expired", "would delete")]
     assert parse_expiry(format_expiry(dt.datetime.fromisoformat(dry[0]["expires"]))) < later
 
     done = janitor(None, None, False, PROJECT, None, **opts)
     assert [(r["kind"], r["name"], r["action"]) for r in done] == [
-        ("cluster", "stackproof-crashed-1", "deleted"), ("bucket", crashed.bucket_name, "deleted")]
+        ("cluster", "stackproof-crashed-1", "deleted"), ("bucket", crashed.bucket_name("cortex"), "deleted"),
+        ("bucket", crashed.bucket_name("loki"), "deleted")]
     assert sorted(k[2] for k in double.clusters) == ["not-ours", "stackproof-live-1"]
-    assert sorted(double.buckets) == [live.bucket_name]
+    assert sorted(double.buckets) == sorted(live.bucket_names.values())
 
     # the unexpired run: not by age unless asked, yes by its run id
     assert janitor(timedelta(hours=1), None, True, PROJECT, [ZB], poll_interval=0.01, progress=Say()) == []
     assert [r["reason"] for r in janitor(timedelta(hours=1), None, True, PROJECT, [ZB], **opts)] == \
-        ["older than 1:00:00"] * 2
+        ["older than 1:00:00"] * 3
     gone = janitor(None, "live-1", False, PROJECT, None, poll_interval=0.01, progress=Say())
-    assert [(r["kind"], r["action"]) for r in gone] == [("cluster", "deleted"), ("bucket", "deleted")]
+    assert [(r["kind"], r["action"]) for r in gone] == [("cluster", "deleted"), ("bucket", "deleted"),
+                                                         ("bucket", "deleted")]
     assert list(double.clusters) == [(PROJECT, ZA, "not-ours")] and double.buckets == {}
 
 
@@ -346,10 +386,10 @@ def test_janitor_command_line(double, monkeypatch):
     monkeypatch.setenv("STACKPROOF_GCP_POLL_INTERVAL", "0.01")
     r = run_cli("janitor", "--provider", "gcp", "--project", PROJECT, "--run-id", "cli-1", "--dry-run")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("would delete") == 2 and "stackproof-cli-1" in r.stdout
-    assert len(double.clusters) == 1 and len(double.buckets) == 1
+    assert r.stdout.count("would delete") == 3 and "stackproof-cli-1" in r.stdout
+    assert len(double.clusters) == 1 and len(double.buckets) == 2
     r = run_cli("janitor", "--provider", "gcp", "--project", PROJECT, "--older-than", "6h")
     assert r.returncode == 0 and "nothing of stackproof's to delete" in r.stdout, r.stdout + r.stderr
     r = run_cli("janitor", "--provider", "gcp", "--project", PROJECT, "--run-id", "cli-1")
-    assert r.returncode == 0 and r.stdout.count("deleted") == 2, r.stdout + r.stderr
+    assert r.returncode == 0 and r.stdout.count("deleted") == 3, r.stdout + r.stderr
     assert double.clusters == {} and double.buckets == {}

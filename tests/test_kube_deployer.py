@@ -408,8 +408,29 @@ def test_gcs_configs_and_a_bucket_per_store():
     assert loki["schema_config"]["configs"][0]["object_store"] == "gcs"
 
 
+@pytest.mark.parametrize("storage", [
+    {**S3, "bucket": "sp-run-cortex", "buckets": {"cortex": "sp-run-cortex", "loki": "sp-run-loki"}},
+    {**GCS, "bucket": "sp-run-cortex", "buckets": {"cortex": "sp-run-cortex", "loki": "sp-run-loki"}},
+], ids=["s3", "gcs"])
+def test_cloud_providers_layout_gives_each_store_its_own_bucket(storage):
+    """What the aws and gcp providers hand over (a bucket per store, 'bucket' being
+    Cortex's): Cortex has no storage prefix, so Loki's objects (its top-level
+    index/) must not be in Cortex's bucket."""
+    cfg = deployer(storage).component_configs(NEW, tenants())
+    cortex = yaml.safe_load(cfg["cortex"]["cortex.yaml"])["blocks_storage"]
+    loki = yaml.safe_load(cfg["loki"]["loki.yaml"])["common"]["storage"]
+    kind = storage["type"]
+    assert cortex["backend"] == kind and cortex[kind]["bucket_name"] == "sp-run-cortex"
+    assert (loki[kind].get("bucketnames") or loki[kind].get("bucket_name")) == "sp-run-loki"
+    rendered = cfg["cortex"]["cortex.yaml"] + cfg["loki"]["loki.yaml"]
+    assert "sp-run-loki" not in cfg["cortex"]["cortex.yaml"] and "sp-run-cortex" not in cfg["loki"]["loki.yaml"]
+    assert rendered.count("sp-run-") == 2
+
+
 @pytest.mark.parametrize("bad, expect", [
     ({"type": "filesystem"}, "'type' must be one of s3, gcs"),
+    ({**GCS, "buckets": {"lokii": "sp-logs"}}, "'buckets' must map cortex and loki to bucket names"),
+    ({**GCS, "buckets": {"loki": ""}}, "'buckets' must map cortex and loki to bucket names"),
     ({"type": "s3", "region": "x"}, "needs 'bucket'"),
     ({"type": "s3", "bucket": "b"}, "needs 'region'"),
     ({**S3, "secret_access_key": "K"}, "'secret_access_key' is not accepted"),

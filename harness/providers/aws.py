@@ -5,10 +5,13 @@ What ``create()`` makes, in this order (``destroy()`` takes it away in reverse):
 
 1. a VPC, two public subnets in two zones, an internet gateway, a route table
    with a default route and both subnets associated;
-2. an S3 bucket for the platform's object storage (public access blocked);
+2. one S3 bucket per store (``cortex``, ``loki``: Cortex has no storage
+   prefix and would take Loki's top-level ``index/`` for a tenant), each
+   tagged and with public access blocked;
 3. IAM roles for the cluster (AmazonEKSClusterPolicy) and for the nodes
    (AmazonEKSWorkerNodePolicy, AmazonEKS_CNI_Policy,
-   AmazonEC2ContainerRegistryReadOnly, and an inline policy for the bucket);
+   AmazonEC2ContainerRegistryReadOnly, and an inline policy for the two
+   buckets, nothing wider);
 4. an EKS cluster and one managed node group.
 
 Every resource that takes tags carries ``stackproof:managed=true``,
@@ -76,6 +79,8 @@ TAG_REGION = "stackproof:region"
 CLUSTER_POLICIES = ("AmazonEKSClusterPolicy",)
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
 NODE_BUCKET_POLICY = "stackproof-bucket-access"
+# one bucket each: the stores' objects never share a bucket (see Names.bucket)
+STORES = ("cortex", "loki")
 
 # the EKS bearer token (aws-iam-authenticator / `aws eks get-token` format)
 TOKEN_PREFIX = "k8s-aws-v1."
@@ -174,7 +179,8 @@ def region_from_env(region: str | None = None) -> str:
 
 def check_run_id(run_id: str, name_prefix: str = "stackproof") -> str:
     """A run id names AWS resources: lower-case letters, digits and '-', and short enough
-    for the longest name made from it (IAM roles: 64, node groups and buckets: 63)."""
+    for the longest name made from it (IAM roles: 64, node groups and buckets: 63; a
+    bucket's shortest form is ``<prefix>-<run id>-<hash>-<store letter>``)."""
     if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id):
         raise ConfigError(f"aws: run id {run_id!r} must be lower-case letters, digits or '-' "
                           "(starting and ending with a letter or digit): it names AWS resources")
@@ -189,7 +195,7 @@ def max_run_id_length(name_prefix: str = "stackproof") -> int:
     n = len(name_prefix) + 1
     return min(64 - n - len("-cluster"),  # IAM role
                63 - n - len("-nodes"),  # EKS node group
-               63 - n - 1 - _BUCKET_HASH_LEN,  # S3 bucket, the shortest form
+               63 - n - len(_short_bucket_tail("", "", STORES[0])),  # S3 bucket, the shortest form
                63 - n)  # Kubernetes namespace
 
 
@@ -242,24 +248,57 @@ class Names:
     def namespace(self) -> str:
         return f"{self.prefix}-{self.run_id}"
 
-    def bucket(self, account: str, region: str) -> str:
+    def bucket(self, account: str, region: str, store: str) -> str:
+        """The bucket of ``store`` (``cortex`` or ``loki``): bucket names are global
+        across AWS, so the account and region are in it,
+        ``<prefix>-<run id>-<account>-<region>-<store>``; when that is longer than 63,
+        ``<prefix>-<run id>-<hash of account and region>-<store's first letter>``."""
+        if store not in STORES:
+            raise ValueError(f"aws: unknown store {store!r} (known: {', '.join(STORES)})")
+        for tail in _bucket_tails(account, region, store):
+            name = f"{self.prefix}-{self.run_id}{tail}"
+            if len(name) <= 63:
+                return name
+        raise ConfigError(f"aws: run id {self.run_id!r} is too long for an S3 bucket name")  # check_run_id stops it
+
+    def legacy_bucket(self, account: str, region: str) -> str:
+        """The one bucket both stores shared before they got one each: still looked
+        for, so destroy and the janitor clean up runs of older versions."""
         name = f"{self.prefix}-{self.run_id}-{account}-{region}"
-        if len(name) <= 63:
-            return name
-        return f"{self.prefix}-{self.run_id}-{_bucket_hash(account, region)}"
+        return name if len(name) <= 63 else f"{self.prefix}-{self.run_id}-{_legacy_bucket_hash(account, region)}"
+
+    def buckets(self, account: str, region: str) -> dict[str, str]:
+        return {store: self.bucket(account, region, store) for store in STORES}
 
 
-_BUCKET_HASH_LEN = 10
+_BUCKET_HASH_LEN = 8
+_LEGACY_BUCKET_HASH_LEN = 10
 
 
 def _bucket_hash(account: str, region: str) -> str:
     return hashlib.sha256(f"{account}:{region}".encode()).hexdigest()[:_BUCKET_HASH_LEN]
 
 
+def _legacy_bucket_hash(account: str, region: str) -> str:
+    return hashlib.sha256(f"{account}:{region}".encode()).hexdigest()[:_LEGACY_BUCKET_HASH_LEN]
+
+
+def _short_bucket_tail(account: str, region: str, store: str) -> str:
+    return f"-{_bucket_hash(account, region)}-{store[0]}"
+
+
+def _bucket_tails(account: str, region: str, store: str) -> tuple[str, str]:
+    """What follows ``<prefix>-<run id>`` in a bucket name of ``store``: the long form, the short form."""
+    return f"-{account}-{region}-{store}", _short_bucket_tail(account, region, store)
+
+
 def _bucket_run_id(name: str, prefix: str, account: str, region: str) -> str | None:
-    """The run id in a stackproof bucket name of this account and region, else None."""
+    """The run id in a stackproof bucket name of this account and region (a store's
+    bucket, or the shared bucket of older versions), else None."""
     head = f"{prefix}-"
-    for tail in (f"-{account}-{region}", f"-{_bucket_hash(account, region)}"):
+    tails = [t for store in STORES for t in _bucket_tails(account, region, store)]
+    tails += [f"-{account}-{region}", f"-{_legacy_bucket_hash(account, region)}"]
+    for tail in tails:
         if name.startswith(head) and name.endswith(tail):
             run = name[len(head): len(name) - len(tail)]
             if _RUN_ID_RE.match(run):
@@ -562,15 +601,16 @@ def discover_run(cloud: Cloud, names: Names, account: str, hints: dict | None = 
                                               "vpcs": [a["VpcId"] for a in igw.get("Attachments", [])]})
 
     # -- S3 and IAM (by name) -------------------------------------------------------
-    bucket = names.bucket(account, cloud.region)
+    # each store's bucket, and the shared one of older versions
     s3 = cloud.client("s3")
-    with cloud.step("discover S3 bucket", bucket):
-        try:
-            s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account)
-            inv.buckets.append(bucket)
-        except ClientError as exc:
-            if not (_is_not_found(exc) or _code(exc) in ("403", "AccessDenied")):
-                raise
+    for bucket in [*names.buckets(account, cloud.region).values(), names.legacy_bucket(account, cloud.region)]:
+        with cloud.step("discover S3 bucket", bucket):
+            try:
+                s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account)
+                _add(inv.buckets, bucket)
+            except ClientError as exc:
+                if not (_is_not_found(exc) or _code(exc) in ("403", "AccessDenied")):
+                    raise
     iam = cloud.client("iam")
     for role in (names.cluster_role, names.node_role):
         with cloud.step("discover IAM role", role):
@@ -719,7 +759,7 @@ def destroy_inventory(cloud: Cloud, inv: Inventory) -> list[dict]:
                               f"delete security group {sg['id']}") is not None:
             record("security-group", sg["id"])
 
-    # 3. the bucket: every object version and delete marker, then the bucket
+    # 3. the buckets: every object version and delete marker, then the bucket
     for bucket in inv.buckets:
         n = _empty_bucket(cloud, bucket)
         s3 = cloud.client("s3")
@@ -958,7 +998,8 @@ class AWSProvider(Provider):
             self._create_subnets()
             self._create_internet_gateway()
             self._create_routes()
-            self._create_bucket()
+            for store in STORES:
+                self._create_bucket(store)
             self._create_roles()
             self._create_cluster()
             self._create_nodegroup()
@@ -1059,29 +1100,32 @@ class AWSProvider(Provider):
                 assocs[sid] = ec2.associate_route_table(RouteTableId=rt_id, SubnetId=sid)["AssociationId"]
             self._save()
 
-    def _create_bucket(self) -> None:
+    def _create_bucket(self, store: str) -> None:
+        """The bucket of one store, tagged, public access blocked."""
         s3 = self.cloud.client("s3")
-        bucket = self.names.bucket(self.state["account"], self.region)
-        if "bucket" not in self.state:
+        bucket = self.names.bucket(self.state["account"], self.region, store)
+        buckets = self.state.setdefault("buckets", {})
+        if store not in buckets:
             kwargs: dict[str, Any] = {"Bucket": bucket}
             if self.region != "us-east-1":
                 kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
-            with self.cloud.step("create S3 bucket", bucket):
+            with self.cloud.step(f"create S3 bucket for {store}", bucket):
                 try:
                     s3.create_bucket(**kwargs)
                 except ClientError as exc:
                     if _code(exc) != "BucketAlreadyOwnedByYou":
                         raise
-            self.state["bucket"] = bucket
+            buckets[store] = bucket
             self._save()
-        if not self.state.get("bucket_configured"):
+        configured = self.state.setdefault("buckets_configured", [])
+        if store not in configured:
             with self.cloud.step("tag S3 bucket", bucket):
                 s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": ec2_tags(self.tags())})
             with self.cloud.step("block public access to S3 bucket", bucket):
                 s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
                     "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
                     "RestrictPublicBuckets": True})
-            self.state["bucket_configured"] = True
+            configured.append(store)
             self._save()
 
     def _policy_arn(self, name: str) -> str:
@@ -1092,7 +1136,7 @@ class AWSProvider(Provider):
         roles = self.state.setdefault("roles", {})
         attached = self.state.setdefault("role_policies", {})
         partition = self.state.get("partition", "aws")
-        bucket_arn = f"arn:{partition}:s3:::{self.state['bucket']}"
+        bucket_arns = [f"arn:{partition}:s3:::{self.state['buckets'][store]}" for store in STORES]
         for kind, role, service, policies in (
                 ("cluster", self.names.cluster_role, "eks.amazonaws.com", CLUSTER_POLICIES),
                 ("node", self.names.node_role, "ec2.amazonaws.com", NODE_POLICIES)):
@@ -1123,10 +1167,10 @@ class AWSProvider(Provider):
                 done.append(pol)
                 self._save()
             if kind == "node" and NODE_BUCKET_POLICY not in done:
-                doc = {"Version": "2012-10-17", "Statement": [
-                    {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": bucket_arn},
+                doc = {"Version": "2012-10-17", "Statement": [  # the run's two buckets, nothing wider
+                    {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": bucket_arns},
                     {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                     "Resource": f"{bucket_arn}/*"}]}
+                     "Resource": [f"{arn}/*" for arn in bucket_arns]}]}
                 with self.cloud.step("put bucket access policy on IAM role", role):
                     iam.put_role_policy(RoleName=role, PolicyName=NODE_BUCKET_POLICY, PolicyDocument=json.dumps(doc))
                 done.append(NODE_BUCKET_POLICY)
@@ -1221,8 +1265,10 @@ class AWSProvider(Provider):
                 "stackproof/owner": _label_value(self.owner)}
 
     def storage(self) -> dict:
-        bucket = self.state.get("bucket") or self.names.bucket(self.state.get("account", ""), self.region)
-        return {"type": "s3", "bucket": bucket, "region": self.region}
+        """What the deployer needs: a bucket per store (``buckets``); ``bucket`` (Cortex's)
+        because the deployer's storage check asks for one."""
+        buckets = self.state.get("buckets") or self.names.buckets(self.state.get("account", ""), self.region)
+        return {"type": "s3", "bucket": buckets["cortex"], "buckets": dict(buckets), "region": self.region}
 
     def _make_deployer(self, where: str):
         """The Kubernetes deployer for this cluster (a fresh token each time); errors are
@@ -1333,7 +1379,7 @@ class AWSProvider(Provider):
                 out["state"] = "absent"
                 return out
             out["vpc"] = self.state.get("vpc")
-            out["bucket"] = self.state.get("bucket")
+            out["buckets"] = self.state.get("buckets")
             cl = _eks_status(self.cloud, "cluster", self.names.cluster) if self.state.get("cluster") else None
             ng = (_eks_status(self.cloud, "nodegroup", self.names.cluster, self.names.nodegroup)
                   if cl and self.state.get("nodegroup") else None)

@@ -3,7 +3,9 @@ GCS bucket, both made with Google's own client libraries
 (``google-cloud-container`` over its REST transport, ``google-cloud-storage``).
 
 ``create()`` makes a zonal (or regional) cluster with one node pool in the first
-location of ``locations`` and a bucket in that location's region. A location
+location of ``locations`` and, in that location's region, one bucket per store
+(``cortex``, ``loki``: Cortex has no storage prefix and would take Loki's
+top-level ``index/`` for a tenant). A location
 that answers with a stockout (GKE: ``GCE_STOCKOUT``, "does not have enough
 resources available", ``ZONE_RESOURCE_POOL_EXHAUSTED``) is cleaned of what the
 failed attempt left and the next location is tried; any other error fails at
@@ -69,7 +71,12 @@ STOCKOUT_MARKERS = ("gce_stockout", "zone_resource_pool_exhausted", "does not ha
 
 _ZONE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
-_RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
+_RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+MAX_RUN_ID = 40  # the CI workflows' run ids (nightly-<run>-<attempt>-<provider>-<suite>) reach 39
+# one bucket each: the stores' objects never share a bucket
+STORES = ("cortex", "loki")
+CLUSTER_NAME_MAX = 40  # GKE
+BUCKET_NAME_MAX = 63  # GCS (without dots)
 _PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
 _SECRETS = [re.compile(p) for p in (r"ya29\.[\w.\-]+", r"(?i)bearer\s+\S+", r"(?i)(access_token|key)=[^&\s]+")]
 
@@ -133,6 +140,15 @@ def _scrub(text: str, extra: tuple[str, ...] = ()) -> str:
     for rx in _SECRETS:
         text = rx.sub("<redacted>", text)
     return text
+
+
+def fit_name(name: str, limit: int, tail: str = "") -> str:
+    """``name + tail`` when it is at most ``limit`` long; else ``name`` cut short and
+    ended with a hash of all of it, so that two long names never become one."""
+    if len(name) + len(tail) <= limit:
+        return name + tail
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"{name[: limit - len(tail) - len(digest) - 1].rstrip('-')}-{digest}{tail}"
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -522,8 +538,8 @@ class GCPProvider(Provider):
         if run_id is None:
             run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + os.urandom(2).hex()
         if not _RUN_ID.match(run_id):
-            raise ConfigError(f"gcp: run id {run_id!r} must be 1-30 of a-z, 0-9 and '-', starting with a letter "
-                              f"or digit (it becomes a label value and part of resource names)")
+            raise ConfigError(f"gcp: run id {run_id!r} must be 1-{MAX_RUN_ID} of a-z, 0-9 and '-', starting with "
+                              f"a letter or digit (it becomes a label value and part of resource names)")
         self.run_id = run_id
         self.name_prefix = name_prefix
         self.state_dir = _state_root() / f"gcp-{run_id}"
@@ -550,14 +566,20 @@ class GCPProvider(Provider):
     # -- names ----------------------------------------------------------------
     @property
     def cluster_name(self) -> str:
-        return f"{self.name_prefix}-{self.run_id}"[:40].rstrip("-")
+        return fit_name(f"{self.name_prefix}-{self.run_id}", CLUSTER_NAME_MAX)
+
+    def bucket_name(self, store: str) -> str:
+        """``<prefix>-<run id>-<project hash>-<store>``: bucket names are global across
+        all of GCS, so a hash of the project keeps two projects using the same run id
+        apart; a long run id is cut short and hashed (:func:`fit_name`) to fit 63."""
+        if store not in STORES:
+            raise ValueError(f"gcp: unknown store {store!r} (known: {', '.join(STORES)})")
+        digest = hashlib.sha256(self.api.project.encode()).hexdigest()[:6]
+        return fit_name(f"{self.name_prefix}-{self.run_id}", BUCKET_NAME_MAX, f"-{digest}-{store}")
 
     @property
-    def bucket_name(self) -> str:
-        # bucket names are global across all of GCS: a hash of the project keeps
-        # two projects using the same run id apart
-        digest = hashlib.sha256(self.api.project.encode()).hexdigest()[:6]
-        return f"{self.name_prefix}-{self.run_id}-{digest}"[:63]
+    def bucket_names(self) -> dict[str, str]:
+        return {store: self.bucket_name(store) for store in STORES}
 
     @property
     def namespace(self) -> str:
@@ -589,7 +611,8 @@ class GCPProvider(Provider):
                            "labels": self.labels, "name_prefix": self.name_prefix})
         self._save_state()
         location = self._create_cluster()
-        self._create_bucket(region_of(location))
+        for store in STORES:
+            self._create_bucket(region_of(location), store)
 
     def _cluster_spec(self):
         from google.cloud import container_v1 as c
@@ -674,10 +697,11 @@ class GCPProvider(Provider):
             return ""
         return self.api.cluster_failure(cl) if cl else "cluster vanished"
 
-    def _create_bucket(self, region: str) -> None:
+    def _create_bucket(self, region: str, store: str) -> None:
         from google.api_core.exceptions import Conflict
-        name = self.bucket_name
-        self.state["bucket"] = {"name": name, "location": region, "status": "creating"}
+        name = self.bucket_name(store)
+        known = self.state.setdefault("buckets", {})
+        known[store] = {"name": name, "location": region, "status": "creating"}
         self._save_state()
         bucket = self.api.gcs.bucket(name)
         bucket.labels = self.labels
@@ -694,7 +718,7 @@ class GCPProvider(Provider):
             self.say(f"gcp: bucket {name} exists already (resuming)")
         except _api_errors() as exc:
             raise self.api.error("create bucket", name, exc) from None
-        self.state["bucket"]["status"] = "ready"
+        known[store]["status"] = "ready"
         self._save_state()
 
     # -- Kubernetes ---------------------------------------------------------------------
@@ -736,9 +760,12 @@ class GCPProvider(Provider):
             if factory is None:
                 from .kube import KubeDeployer
                 factory = KubeDeployer
-            bucket = (self.state.get("bucket") or {}).get("name") or self.bucket_name
-            self._deployer = factory(kubeconfig=kubeconfig, namespace=self.namespace,
-                                     storage={"type": "gcs", "bucket": bucket}, labels=self.labels)
+            known = self.state.get("buckets") or {}
+            buckets = {store: (known.get(store) or {}).get("name") or self.bucket_name(store) for store in STORES}
+            # a bucket per store; 'bucket' (Cortex's) because the deployer's storage check asks for one
+            storage = {"type": "gcs", "bucket": buckets["cortex"], "buckets": buckets}
+            self._deployer = factory(kubeconfig=kubeconfig, namespace=self.namespace, storage=storage,
+                                     labels=self.labels)
             self._deployer_token = token
         return self._deployer
 
@@ -784,8 +811,9 @@ class GCPProvider(Provider):
             self.say("gcp: deleting cluster(s) " + ", ".join(f"{n} in {loc}" for loc, n in sorted(clusters)))
         errors += self.api.delete_clusters(sorted(clusters), self.operation_timeout)
         buckets = {b.name for b in self.api.list_buckets() if self._owned(b)}
-        if (self.state.get("bucket") or {}).get("name"):
-            buckets.add(self.state["bucket"]["name"])
+        # the state file's too: each store's, and the one shared bucket of older versions
+        known = [*(self.state.get("buckets") or {}).values(), self.state.get("bucket") or {}]
+        buckets |= {b["name"] for b in known if b.get("name")}
         for name in sorted(buckets):
             try:
                 n = self.api.delete_bucket(name)
@@ -805,7 +833,7 @@ class GCPProvider(Provider):
         known = self.state.get("cluster") or {}
         out: dict[str, Any] = {"provider": "gcp", "run_id": self.run_id, "state_dir": str(self.state_dir),
                                "labels": self.state.get("labels"), "release": self.state.get("release"),
-                               "cluster": None, "bucket": None}
+                               "cluster": None, "buckets": None}
         if not self.state:
             return out
         out["project"] = self.state.get("project")
@@ -815,11 +843,13 @@ class GCPProvider(Provider):
                               "status": cl.status.name if cl else "MISSING",
                               "endpoint": cl.endpoint if cl else None,
                               "node_pools": {p.name: p.status.name for p in cl.node_pools} if cl else {}}
-        if (self.state.get("bucket") or {}).get("name"):
-            name = self.state["bucket"]["name"]
-            b = self.api.call("get bucket", name, self.api.gcs.lookup_bucket, name)
-            out["bucket"] = {"name": name, "exists": b is not None,
-                             "location": b.location if b is not None else None}
+        if self.state.get("buckets"):
+            out["buckets"] = {}
+            for store, known_bucket in sorted(self.state["buckets"].items()):
+                name = known_bucket["name"]
+                b = self.api.call("get bucket", name, self.api.gcs.lookup_bucket, name)
+                out["buckets"][store] = {"name": name, "exists": b is not None,
+                                         "location": b.location if b is not None else None}
         out["api_calls"] = self.api_calls.snapshot()
         return out
 
@@ -834,7 +864,7 @@ class GCPProvider(Provider):
                 self.say(f"gcp: no artifacts from the cluster: {exc}")
         info = dest / "gcp-resources.json"
         safe = {k: v for k, v in self.state.items() if k in ("run_id", "project", "locations", "labels", "cluster",
-                                                              "bucket", "stockouts", "release")}
+                                                              "buckets", "stockouts", "release")}
         safe["api_calls"] = self.api_calls.snapshot()
         info.write_text(json.dumps(safe, indent=2, sort_keys=True) + "\n")
         return paths + [info]

@@ -398,6 +398,7 @@ def _subset(live, wanted) -> bool:
 # the deployer
 
 STORAGE_TYPES = ("s3", "gcs")
+STORES = ("cortex", "loki")  # the stores that may have a bucket of their own (storage["buckets"])
 SERVICE_ACCOUNT = "stackproof"
 # a cloud identity for the stores' bucket access, as the pods' ServiceAccount
 # annotation: IRSA on EKS, workload identity on GKE. Without one, the node's
@@ -421,6 +422,11 @@ def check_storage(storage: dict) -> dict:
     for key in IDENTITY_ANNOTATIONS:
         if key in storage and not (isinstance(storage[key], str) and storage[key]):
             raise ConfigError(f"storage: {key!r} must be a non-empty string")
+    # a bucket per store: a misspelt store would silently put both in 'bucket'
+    buckets = storage.get("buckets", {})
+    if not isinstance(buckets, dict) or any(k not in STORES or not (isinstance(v, str) and v)
+                                            for k, v in buckets.items()):
+        raise ConfigError(f"storage: 'buckets' must map {' and '.join(STORES)} to bucket names")
     return dict(storage)
 
 
