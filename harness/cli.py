@@ -230,6 +230,7 @@ def cmd_run(args) -> int:
           f"JUnit: {results / 'junit.xml'}, Allure: {results / 'allure-results'})")
     return rc
 
+
 LOAD_PROFILES = {
     # a single bounded run: does the write path hold the objectives, is anything lost?
     "run": {"users": 4, "duration": 30},
@@ -321,12 +322,11 @@ def cmd_load(args) -> int:
         print("capacity: " + (", ".join(f"{v:,.0f} {k.replace('_per_s', '/s')}" for k, v in cap.items()
                                         if k.endswith("_per_s")) + f" at {cap['users']} users (step {cap['step']})"
                               if cap else "no step held the objectives"))
-    complete = all(sig.get("complete") for st in record["steps"] for sig in st["signals"].values())
-    print(f"completeness: {'every accepted item was stored' if complete else 'MISSING DATA (see the report)'}")
+    print("completeness: " + ("every accepted item was stored" if record["complete"] else
+                              "MISSING DATA (see the report)"))
     print(f"verdict: {record['verdict']}" + (f" ({'; '.join(record['why'])})" if record["why"] else ""))
     print(f"report: {html_path} (JSON {json_path}; locust CSV/HTML per step in {out})")
     return 0 if record["verdict"] == "pass" else 1
-
 
 
 def cmd_janitor(args) -> int:
@@ -377,11 +377,10 @@ def provisioned(provider_name: str, results: Path, *, target_file: str | None = 
         yield got
     finally:
         target = got.target
-        if provider_name == "existing":
-            pass
-        elif keep:
+        owned = provider_name != "existing"  # an existing platform is the user's: never torn down
+        if owned and keep:
             print(f"--keep: platform left running; target file {target.path if target else '-'}", file=sys.stderr)
-        else:
+        elif owned:
             leaks = []
             try:
                 provider.collect_artifacts(results / "artifacts")

@@ -69,7 +69,7 @@ def read_counts(counts_dir: Path) -> dict:
 def stored_count(target: Target, workload: Workload, signal_: str, since_s: float) -> int:
     """How many samples or lines of ``workload.run_id`` written since ``since_s`` (epoch seconds)
     the target returns, over every tenant the workload used."""
-    tenants = [target.tenant(n) for n in workload.tenants] if workload.tenants else target.user_tenants
+    tenants = workload.tenants_in(target)
     # a minute of slack either side: the earliest samples of a request lie a few scrape
     # intervals before it was sent, and clocks of a remote target may be a little off
     at = time.time() + 60
@@ -86,7 +86,7 @@ def completeness(target: Target, workload: Workload, counts: dict, since_s: floa
                  timeout: float = 120.0) -> dict:
     """Per signal: accepted, refused, unsure, stored, and whether ``accepted <= stored <= accepted + unsure``."""
     out = {}
-    for sig in signals_of(workload):
+    for sig in workload.signals:
         c = counts[sig]
         vis = poll_until(lambda: stored_count(target, workload, sig, since_s),
                          lambda n: n >= c["accepted"], timeout=timeout, interval=0.5)
@@ -96,10 +96,6 @@ def completeness(target: Target, workload: Workload, counts: dict, since_s: floa
                     "lost": max(0, c["accepted"] - stored) if stored >= 0 else None,
                     "detail": vis.detail}
     return out
-
-
-def signals_of(workload: Workload) -> tuple[str, ...]:
-    return ("metrics", "logs") if workload.signal == "mixed" else (workload.signal,)
 
 
 # -- objectives -------------------------------------------------------------
@@ -195,7 +191,7 @@ def _num(row: dict, key: str) -> float:
 
 
 def run_once(target: Target, workload: Workload, plan: RunPlan, out_dir: Path,
-             log: Callable[[str], None] = lambda s: None, max_wall: float | None = None) -> dict:
+             log: Callable[[str], None] = lambda s: None) -> dict:
     """One locust run; returns the step record (without completeness)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     counts_dir = out_dir / f"counts-{workload.run_id}"
@@ -213,7 +209,7 @@ def run_once(target: Target, workload: Workload, plan: RunPlan, out_dir: Path,
     # headless and autostarted runs end by themselves (run time); a run driven from the
     # dashboards is stopped here when its time is up
     driven = plan.web and not (plan.users or plan.shape)
-    limit = max_wall or (plan.seconds if driven else plan.seconds + STOP_TIMEOUT + 90)
+    limit = plan.seconds if driven else plan.seconds + STOP_TIMEOUT + 90
     t0 = time.time()
     with open(stderr_path, "wb") as errf:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=errf, cwd=out_dir)
@@ -245,7 +241,7 @@ def run_once(target: Target, workload: Workload, plan: RunPlan, out_dir: Path,
     per_user = workload.per_user()
     split = users_split(workload, users)
     signals = {}
-    for sig in signals_of(workload):
+    for sig in workload.signals:
         row = rows.get(REQUEST_NAMES[sig], {})
         reqs = int(_num(row, "Request Count"))
         fails = int(_num(row, "Failure Count"))
@@ -324,8 +320,7 @@ def run_load(target: Target, workload: Workload, objectives: Objectives, out_dir
         w = workload.with_(run_id=f"{base_run}-s{k}" if search else base_run)
         plan = RunPlan(users=n, seconds=search.step_seconds if search else seconds, processes=processes,
                        shape=shape, web=web, web_port=web_port,
-                       csv_prefix=None if search or not csv_prefix else csv_prefix,
-                       html=None if search or not html else html)
+                       csv_prefix=None if search else csv_prefix, html=None if search else html)
         where = f"step {k}: " if search else ""
         if web:
             log(f"locust dashboards: http://127.0.0.1:{web_port}/  (stops after {plan.seconds}s"
@@ -350,11 +345,8 @@ def run_load(target: Target, workload: Workload, objectives: Objectives, out_dir
     require = {k: v for k, v in (require or {}).items() if v}
     short = [f"{k} {capacity.get(k, 0) if capacity else 0:,.0f} < required {v:,.0f}"
              for k, v in require.items() if not capacity or capacity.get(k, 0) < v]
-    if search:
-        # a search passes when nothing was lost, the first step held and the requirement is met
-        ok = bool(steps) and not lost and steps[0]["held"] and not short
-    else:
-        ok = bool(steps) and steps[0]["held"] and not short
+    # a run or a search passes when nothing was lost, the first step held and the requirement is met
+    ok = bool(steps) and not lost and steps[0]["held"] and not short
     return {
         "kind": "stackproof-capacity", "version": 1,
         "target": target.name, "provider": target.provider, "release": target.release,

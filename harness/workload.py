@@ -135,6 +135,14 @@ class Workload:
         return LineLength.parse(self.line_length)
 
     @property
+    def signals(self) -> tuple[str, ...]:
+        return ("metrics", "logs") if self.signal == "mixed" else (self.signal,)
+
+    def tenants_in(self, target) -> list:
+        """The target's tenants this workload writes as: those named, else every user tenant."""
+        return [target.tenant(n) for n in self.tenants] if self.tenants else target.user_tenants
+
+    @property
     def metric(self) -> str:
         """One metric name per run: runs never add up against a per-metric series limit."""
         return "stackproof_load_" + re.sub(r"[^A-Za-z0-9_]", "_", self.run_id)

@@ -125,7 +125,7 @@ class StackproofUser(FastHttpUser):
 
     def on_start(self) -> None:
         w = STATE.workload
-        tenants = [STATE.target.tenant(n) for n in w.tenants] if w.tenants else STATE.target.user_tenants
+        tenants = w.tenants_in(STATE.target)
         self.uid = next(_user_ids)
         self.tenant = tenants[self.uid % len(tenants)]  # users spread evenly across the tenants
         self.headers = {"Authorization": f"Bearer {self.tenant.token}"}
@@ -211,11 +211,12 @@ class LokiPushUser(StackproofUser):
         self.stream_labels = [{**self.ident, "job": "stackproof-load", "stream": str(j),
                                **_label_values(j, w.stream_labels, w.cardinality)} for j in range(w.streams)]
         self.rng = np.random.default_rng(self.uid)
+        self.length = w.length  # parsed once, not per push
         self.seq = 0
         self.last_ns = 0
 
     def _lengths(self, n: int) -> np.ndarray:
-        d = STATE.workload.length
+        d = self.length
         if d.kind == "fixed":
             out = np.full(n, d.a)
         elif d.kind == "uniform":
