@@ -46,7 +46,6 @@ import hashlib
 import ipaddress
 import json
 import re
-import secrets
 import sys
 import threading
 import time
@@ -62,7 +61,7 @@ from ..releases import Release
 from ..target import DEFAULT_LIMITS, Target, Tenant
 from ..tls import TLSFiles, make_ca, make_server_cert
 from .base import SwapHook
-from .local import DEFAULT_TENANTS, LIMITED_OVERRIDES, state_root
+from .local import LIMITED_OVERRIDES, new_tenants, state_root
 
 FIELD_MANAGER = "stackproof"
 PART_OF = "stackproof"
@@ -761,29 +760,31 @@ class KubeDeployer:
         """Seconds until the component's StatefulSet is rolled out; a
         one-line :class:`ComponentError` naming what it waits on after ``timeout``."""
         t0 = time.monotonic()
-        while True:
+
+        def probe():
             problem = self.rollout_problem(self.api.get("apps/v1", "StatefulSet", component, self.namespace))
-            if problem is None:
-                return time.monotonic() - t0
-            if time.monotonic() - t0 >= timeout:
-                raise ComponentError(f"{component} (StatefulSet {self.namespace}/{component}) was not rolled out "
-                                     f"after {timeout:.0f}s: waiting for {problem}{self._pod_problem(component)}")
-            time.sleep(min(self.poll_interval, max(0.05, timeout - (time.monotonic() - t0))))
+            return problem is None, problem
+
+        done, problem = self._poll(probe, t0 + timeout)
+        if not done:
+            raise ComponentError(f"{component} (StatefulSet {self.namespace}/{component}) was not rolled out "
+                                 f"after {timeout:.0f}s: waiting for {problem}{self._pod_problem(component)}")
+        return time.monotonic() - t0
 
     def wait_load_balancer(self, timeout: float) -> str:
         """The gateway Service's load-balancer address (hostname or IP)."""
-        t0 = time.monotonic()
-        while True:
+        def probe():
             svc = self.api.get("v1", "Service", "gateway", self.namespace)
-            for ing in ((svc or {}).get("status", {}).get("loadBalancer", {}).get("ingress") or []):
-                host = ing.get("hostname") or ing.get("ip")
-                if host:
-                    return host
-            if time.monotonic() - t0 >= timeout:
-                raise ComponentError(f"gateway (Service {self.namespace}/gateway, type LoadBalancer) has no "
-                                     f"load-balancer address after {timeout:.0f}s: the cluster's load-balancer "
-                                     "controller did not provision one")
-            time.sleep(min(self.poll_interval, max(0.05, timeout - (time.monotonic() - t0))))
+            ingress = (svc or {}).get("status", {}).get("loadBalancer", {}).get("ingress") or []
+            host = next((h for h in (i.get("hostname") or i.get("ip") for i in ingress) if h), None)
+            return host is not None, host
+
+        done, host = self._poll(probe, time.monotonic() + timeout)
+        if not done:
+            raise ComponentError(f"gateway (Service {self.namespace}/gateway, type LoadBalancer) has no "
+                                 f"load-balancer address after {timeout:.0f}s: the cluster's load-balancer "
+                                 "controller did not provision one")
+        return host
 
     # -- the deployer's interface ----------------------------------------------
     def deploy(self, release: Release, tenants: list[Tenant] | None = None, timeout: float = 900) -> Target:
@@ -797,7 +798,7 @@ class KubeDeployer:
             self.tenants = list(tenants)
         self._read_state()  # a platform already there keeps its tokens and, if it still fits, its CA
         if self.tenants is None:
-            self.tenants = [Tenant(n, secrets.token_urlsafe(32), role) for n, role in DEFAULT_TENANTS]
+            self.tenants = new_tenants()
         groups = self.render(release, self.tenants)
         first = groups["namespace"] + groups["cortex"] + groups["loki"] + [
             m for m in groups["gateway"] if m["kind"] == "Service"]
@@ -949,12 +950,21 @@ class KubeDeployer:
         self.tenants, self.pki, self.lb_host = None, None, None
 
     def _wait_gone(self, remaining: Callable[[], list[str]], deadline: float, timeout: float, what: str) -> None:
-        while True:
+        def probe():
             left = remaining()
-            if not left:
-                return
-            if time.monotonic() >= deadline:
-                raise StackproofError(f"delete: {what.format(', '.join(left))} after {timeout:.0f}s")
+            return not left, left
+
+        done, left = self._poll(probe, deadline)
+        if not done:
+            raise StackproofError(f"delete: {what.format(', '.join(left))} after {timeout:.0f}s")
+
+    def _poll(self, probe: Callable[[], tuple[bool, object]], deadline: float) -> tuple[bool, object]:
+        """Call ``probe`` (-> done, what it saw) every poll interval until it is done or
+        ``deadline`` passes; returns its last answer. An API error is not swallowed: it ends the wait."""
+        while True:
+            done, seen = probe()
+            if done or time.monotonic() >= deadline:
+                return done, seen
             time.sleep(min(self.poll_interval, max(0.05, deadline - time.monotonic())))
 
 

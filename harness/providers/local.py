@@ -34,6 +34,13 @@ from .base import Provider, SwapHook, read_state, write_state
 # tenants every local platform has; 'limited' has deliberately low ingestion limits
 DEFAULT_TENANTS = (("tenant-a", "user"), ("tenant-b", "user"), ("tenant-limited", "limited"),
                    ("stackproof-system", "system"))
+
+
+def new_tenants() -> list[Tenant]:
+    """The default tenants, each with a fresh random token."""
+    return [Tenant(n, secrets.token_urlsafe(32), role) for n, role in DEFAULT_TENANTS]
+
+
 LIMITED_OVERRIDES = {
     "cortex": {"ingestion_rate": DEFAULT_LIMITS["limited_metrics_burst_samples"],
                "ingestion_burst_size": DEFAULT_LIMITS["limited_metrics_burst_samples"]},
@@ -155,7 +162,7 @@ class LocalProvider(Provider):
         if self.gateway_port:
             ports["gateway"] = self.gateway_port
         tls = write_platform_pki(self.root / "tls", self.platform)
-        tenants = [Tenant(n, secrets.token_urlsafe(32), role) for n, role in DEFAULT_TENANTS]
+        tenants = new_tenants()
         overrides = {comp: {t.name: dict(limits) for t in tenants if t.role == "limited"}
                      for comp, limits in LIMITED_OVERRIDES.items()}
         self.state = {"platform": self.platform, "created": time.time(), "ports": ports,
