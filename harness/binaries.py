@@ -60,6 +60,10 @@ class GoRecipe:
     version_vars: tuple[str, ...] = ()
     # build tags as upstream's own release build uses them (its Makefile or .promu.yml)
     tags: tuple[str, ...] = ()
+    # local replaces under this path (not in the module zip) stand for modules the
+    # release also publishes: (path prefix, their version from the module version),
+    # e.g. Kubernetes' ./staging/src/k8s.io/api -> k8s.io/api v0.34.4
+    published_local: tuple[str, Callable[[str], str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -228,7 +232,8 @@ class BinaryResolver:
             self.progress(f"{spec.name} {version}: building from Go module {recipe.module}@{modver} "
                           f"(log: {log_path})")
             gomod_path, module_dir = self._download_module(recipe.module, modver, env, work, log)
-            (work / "go.mod").write_text(self._wrapper_gomod(recipe.module, modver, gomod_path, module_dir))
+            (work / "go.mod").write_text(self._wrapper_gomod(recipe.module, modver, gomod_path, module_dir,
+                                                             recipe.published_local))
             (work / "tools.go").write_text(
                 f"//go:build tools\n\npackage tools\n\nimport _ \"{recipe.package}\"\n")
             run([go, "mod", "tidy", "-e"], "resolving dependencies")
@@ -269,12 +274,16 @@ class BinaryResolver:
         return Path(info["GoMod"]), Path(info["Dir"])
 
     @staticmethod
-    def _wrapper_gomod(module: str, modver: str, upstream_gomod: Path, module_dir: Path) -> str:
+    def _wrapper_gomod(module: str, modver: str, upstream_gomod: Path, module_dir: Path,
+                       published_local: tuple[str, Callable[[str], str]] | None = None) -> str:
         text = upstream_gomod.read_text()
         go_line = re.search(r"^go\s+(\S+)", text, re.M)
         lines = ["module stackproof.local/build", "", f"go {go_line.group(1) if go_line else '1.22'}", "",
                  f"require {module} {modver}", ""]
         for lhs, rhs in parse_replaces(text):
+            if published_local and rhs.split()[0].startswith(published_local[0]):
+                lines.append(f"replace {lhs} => {lhs} {published_local[1](modver)}")
+                continue
             if rhs.split()[0].startswith(("./", "../")):
                 local = (module_dir / rhs.split()[0]).resolve()
                 if not (local / "go.mod").is_file() and not local.is_dir():
@@ -342,6 +351,8 @@ def recipe_id(spec: BinarySpec) -> str:
     if g is None:
         return ""
     text = f"{g.module}|{g.package}|{','.join(g.tags)}|{','.join(g.version_vars)}|cgo0|trimpath|s-w|2"
+    if g.published_local:  # only then, so that every other recipe keeps its id (and its cached builds)
+        text += f"|published:{g.published_local[0]}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

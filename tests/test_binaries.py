@@ -56,6 +56,21 @@ def test_wrapper_gomod_repeats_replaces_and_resolves_local_paths(tmp_path):
     assert "replace github.com/example/app/pkg/push" not in text.replace("// github.com", "")
 
 
+
+def test_wrapper_gomod_maps_published_local_replaces_to_their_release(tmp_path):
+    """Kubernetes' go.mod points k8s.io/* at ./staging/src/..., not in its module zip; a recipe's
+    published_local makes them the published modules of the same release."""
+    from harness.components.kubeapiserver import SPEC
+
+    gomod = tmp_path / "go.mod"
+    gomod.write_text("module k8s.io/kubernetes\n\ngo 1.24.0\n\nreplace (\n"
+                     "\tk8s.io/api => ./staging/src/k8s.io/api\n\tgithub.com/x/y => github.com/x/y v1.2.3\n)\n")
+    text = BinaryResolver._wrapper_gomod("k8s.io/kubernetes", "v1.34.4", gomod, tmp_path / "mod",
+                                         SPEC.go.published_local)
+    assert "replace k8s.io/api => k8s.io/api v0.34.4" in text
+    assert "replace github.com/x/y => github.com/x/y v1.2.3" in text
+    assert "staging" not in text
+
 # -- a release archive served over real HTTP on loopback --------------------------
 
 SCRIPT = b"#!/bin/sh\necho fake-prometheus-for-archive-test 1.2.3\n"

@@ -15,8 +15,7 @@ replaces every ``k8s.io/*`` staging module with a directory of its own
 repository (``./staging/src/k8s.io/api``), which is not in the module zip, and
 requires them at ``v0.0.0``; so the wrapper replaces each with the published
 staging module of the same release instead (Kubernetes v1.34.4 ->
-``k8s.io/api v0.34.4``). A plain :class:`GoRecipe` cannot say that, hence
-:class:`StagingResolver`. etcd's server module needs nothing special: its
+``k8s.io/api v0.34.4``): the recipe's ``published_local``. etcd's server module needs nothing special: its
 ``../api``-style replaces are nested modules, which the plain wrapper swaps for
 the published versions its go.mod requires.
 """
@@ -34,7 +33,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ..binaries import BinaryResolver, BinarySpec, GoRecipe, parse_replaces
+from ..binaries import BinaryResolver, BinarySpec, GoRecipe
 from ..errors import ComponentError, StackproofError
 from ..ports import free_ports
 from ..procs import Supervised
@@ -50,17 +49,6 @@ ETCD_SPEC = BinarySpec(
     go=GoRecipe(module="go.etcd.io/etcd/server/v3", package="go.etcd.io/etcd/server/v3"),
 )
 
-SPEC = BinarySpec(
-    name="kube-apiserver",
-    go=GoRecipe(
-        module="k8s.io/kubernetes",
-        package="k8s.io/kubernetes/cmd/kube-apiserver",
-        # the binary's version decides its API compatibility version: unset,
-        # it is v0.0.0-master and refuses to emulate 1.34
-        version_vars=("k8s.io/component-base/version.gitVersion={version}",),
-    ),
-)
-
 
 def staging_version(version: str) -> str:
     """Kubernetes vX.Y.Z publishes its staging modules (k8s.io/api, ...) as v0.Y.Z."""
@@ -70,29 +58,21 @@ def staging_version(version: str) -> str:
     return f"v0.{m.group(1)}.{m.group(2)}"
 
 
-class StagingResolver(BinaryResolver):
-    """A :class:`BinaryResolver` whose wrapper module replaces
-    ``k8s.io/kubernetes``' local staging directories with the published
-    staging modules of the same release."""
-
-    @staticmethod
-    def _wrapper_gomod(module: str, modver: str, upstream_gomod: Path, module_dir: Path) -> str:
-        text = upstream_gomod.read_text()
-        go_line = re.search(r"^go\s+(\S+)", text, re.M)
-        staging = staging_version(modver)
-        lines = ["module stackproof.local/build", "", f"go {go_line.group(1) if go_line else '1.24.0'}", "",
-                 f"require {module} {modver}", ""]
-        for lhs, rhs in parse_replaces(text):
-            target = rhs.split()[0]
-            if target.startswith("./staging/src/"):
-                lines.append(f"replace {lhs} => {lhs} {staging}")
-            elif not target.startswith(("./", "../")):
-                lines.append(f"replace {lhs} => {rhs}")
-        return "\n".join(lines) + "\n"
+SPEC = BinarySpec(
+    name="kube-apiserver",
+    go=GoRecipe(
+        module="k8s.io/kubernetes",
+        package="k8s.io/kubernetes/cmd/kube-apiserver",
+        # the binary's version decides its API compatibility version: unset,
+        # it is v0.0.0-master and refuses to emulate 1.34
+        version_vars=("k8s.io/component-base/version.gitVersion={version}",),
+        published_local=("./staging/src/", staging_version),
+    ),
+)
 
 
-def resolve_kube_apiserver(version: str = VERSION, resolver: StagingResolver | None = None) -> Path:
-    return (resolver or StagingResolver()).resolve(SPEC, version).path
+def resolve_kube_apiserver(version: str = VERSION, resolver: BinaryResolver | None = None) -> Path:
+    return (resolver or BinaryResolver()).resolve(SPEC, version).path
 
 
 def resolve_etcd(version: str = ETCD_VERSION, resolver: BinaryResolver | None = None) -> Path:
