@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.binaries import BinaryResolver  # noqa: E402
-from harness.components import COMPONENTS  # noqa: E402
+from harness.components import release_builds  # noqa: E402
 from harness.releases import Catalog  # noqa: E402
 
 
@@ -37,10 +37,9 @@ def main() -> int:
     args = ap.parse_args()
     release = Catalog.load().get(args.release)
     rows = []
-    for c in COMPONENTS:
-        if not c.release_key or c.spec.system_names or (args.components and c.name not in args.components):
+    for c, version in release_builds(release):
+        if args.components and c.name not in args.components:
             continue
-        version = release.version(c.release_key)
         with tempfile.TemporaryDirectory(prefix="sp-bench-") as tmp:
             os.environ["GOCACHE"] = str(Path(tmp) / "gocache")
             times = {}

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from . import __version__
 from .binaries import BinaryResolver, cache_dir
-from .components import COMPONENTS
+from .components import release_builds
 from .errors import ComponentError, ConfigError, StackproofError
 from .load import Objectives, Search, run_load
 from .providers import LocalProvider, get_provider
@@ -109,10 +109,9 @@ def cmd_build(args) -> int:
     release = Catalog.load().get(args.release)
     resolver = BinaryResolver()
     wanted = set(args.components or [])
-    for c in COMPONENTS:
-        if not c.release_key or c.spec.system_names or (wanted and c.name not in wanted):
+    for c, version in release_builds(release):
+        if wanted and c.name not in wanted:
             continue
-        version = release.version(c.release_key)
         r = resolver.resolve(c.spec, version)
         print(f"{c.name} {version}: {r.path} ({r.source}, {_mb(r.path.stat().st_size)}"
               + (f", {r.seconds:.0f}s" if r.seconds else "") + ")")
@@ -174,10 +173,7 @@ def cmd_doctor(args) -> int:
     print(f"binary cache: {resolver.cache}")
     newest = cat.get().name
     for r in cat.releases:
-        for c in COMPONENTS:
-            if not c.release_key or c.spec.system_names:
-                continue
-            v = r.version(c.release_key)
+        for c, v in release_builds(r):
             override = os.environ.get(f"STACKPROOF_BIN_{c.name.upper()}")
             path = resolver.cached(c.spec, v)
             if override:

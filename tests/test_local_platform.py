@@ -189,13 +189,10 @@ def test_pytest_run_tears_down_on_interrupt(state_dir, tmp_path, sig):
 def test_built_binaries_report_their_release_version():
     """The version is stamped at build time (-ldflags -X), as upstream's release builds do."""
     from harness.binaries import BinaryResolver
-    from harness.components import COMPONENTS
+    from harness.components import release_builds
 
     release = Catalog.load().get()
-    for c in COMPONENTS:
-        if not c.release_key or c.spec.system_names:
-            continue
-        version = release.version(c.release_key)
+    for c, version in release_builds(release):
         path = BinaryResolver().resolve(c.spec, version).path
         out = subprocess.run([str(path), "-version" if c.name != "prometheus" else "--version"],
                              capture_output=True, text=True, timeout=60)
