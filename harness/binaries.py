@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -39,6 +38,7 @@ from typing import Callable
 
 import requests
 
+from . import say
 from .errors import ComponentError, StackproofError
 
 LOG_TAIL_LINES = 25
@@ -90,10 +90,6 @@ class Resolved:
     seconds: float = 0.0
 
 
-def _progress(msg: str) -> None:
-    print(f"[stackproof] {msg}", file=sys.stderr, flush=True)
-
-
 def _tail(path: Path, n: int = LOG_TAIL_LINES) -> str:
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -103,7 +99,7 @@ def _tail(path: Path, n: int = LOG_TAIL_LINES) -> str:
 
 
 class BinaryResolver:
-    def __init__(self, cache: Path | None = None, progress: Callable[[str], None] = _progress):
+    def __init__(self, cache: Path | None = None, progress: Callable[[str], None] = say):
         self.cache = Path(cache) if cache else cache_dir()
         self.progress = progress
 

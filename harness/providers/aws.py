@@ -46,7 +46,6 @@ import math
 import os
 import re
 import shutil
-import sys
 import time
 import uuid
 from collections import Counter
@@ -56,6 +55,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .. import say
 from ..errors import ConfigError, StackproofError
 from ..releases import Release
 from ..target import Target
@@ -120,10 +120,6 @@ _SECRETISH = re.compile(
     r"|(?:k8s-aws-v1\.[A-Za-z0-9_\-]+)"
     r"|(?:(?:aws_secret_access_key|aws_session_token|SecretAccessKey|SessionToken)\W+\S+)",
     re.IGNORECASE)
-
-
-def _say(msg: str) -> None:
-    print(f"[stackproof] {msg}", file=sys.stderr, flush=True)
 
 
 def _clean(text: Any, limit: int = 300) -> str:
@@ -314,7 +310,7 @@ class Cloud:
     """boto3 clients for one region, each counting its API calls."""
 
     def __init__(self, region: str, poll_delay: float | None = None, timeouts: dict | None = None,
-                 progress: Callable[[str], None] = _say):
+                 progress: Callable[[str], None] = say):
         self.region = region
         self.poll_delay = poll_delay
         self.timeouts = {**DEFAULT_TIMEOUTS, **(timeouts or {})}
@@ -919,7 +915,7 @@ class AWSProvider(Provider):
                  poll_delay: float | None = None, timeouts: dict | None = None,
                  kubernetes_version: str | None = None, instance_types: tuple[str, ...] = ("t3.large",),
                  node_count: int = 2, vpc_cidr: str = "10.42.0.0/16", zones: list[str] | None = None,
-                 root: Path | None = None, progress: Callable[[str], None] = _say):
+                 root: Path | None = None, progress: Callable[[str], None] = say):
         if not isinstance(name_prefix, str) or not _PREFIX_RE.match(name_prefix):
             raise ConfigError(f"aws: name prefix {name_prefix!r} must be 1-12 lower-case letters, digits or '-'")
         self.run_id = check_run_id(run_id, name_prefix) if run_id is not None else "sp" + uuid.uuid4().hex[:10]
@@ -1456,7 +1452,7 @@ def _rewrap(exc: StackproofError, where: str, kubeconfig: dict | None = None) ->
 def janitor(older_than: timedelta | None = None, run_id: str | None = None, dry_run: bool = False,
             region: str | None = None, *, now: datetime | None = None, name_prefix: str = "stackproof",
             poll_delay: float | None = None, timeouts: dict | None = None,
-            progress: Callable[[str], None] = _say) -> list[dict]:
+            progress: Callable[[str], None] = say) -> list[dict]:
     """Find what stackproof made in ``region`` (and IAM) and delete the runs that are
     past their ``stackproof:expires`` tag, or were created more than ``older_than``
     ago, or (with ``run_id``) everything of that one run regardless of age.

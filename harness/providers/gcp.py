@@ -38,7 +38,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import threading
 import time
 from collections import Counter
@@ -46,10 +45,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import say
 from ..errors import ConfigError, StackproofError
 from ..releases import Release
 from ..target import Target
 from .base import Provider, SwapHook, read_state, write_state
+from .local import state_root
 
 LABEL_MANAGED = "stackproof-managed"
 LABEL_OWNER = "stackproof-owner"
@@ -79,14 +80,6 @@ CLUSTER_NAME_MAX = 40  # GKE
 BUCKET_NAME_MAX = 63  # GCS (without dots)
 _PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
 _SECRETS = [re.compile(p) for p in (r"ya29\.[\w.\-]+", r"(?i)bearer\s+\S+", r"(?i)(access_token|key)=[^&\s]+")]
-
-
-def _say(msg: str) -> None:
-    print(f"[stackproof] {msg}", file=sys.stderr, flush=True)
-
-
-def _state_root() -> Path:
-    return Path(os.environ.get("STACKPROOF_STATE") or Path.home() / ".local" / "state" / "stackproof")
 
 
 def _utcnow() -> dt.datetime:
@@ -238,7 +231,7 @@ class GcpApi:
 
     def __init__(self, project: str | None = None, credentials=None, client_options: dict | None = None,
                  storage_client_options: dict | None = None, poll_interval: float | None = None,
-                 calls: ApiCalls | None = None, progress: Callable[[str], None] = _say):
+                 calls: ApiCalls | None = None, progress: Callable[[str], None] = say):
         gke_ep, gcs_ep = os.environ.get(ENV_GKE_ENDPOINT), os.environ.get(ENV_GCS_ENDPOINT)
         self.client_options = client_options or ({"api_endpoint": gke_ep} if gke_ep else None)
         self.storage_client_options = storage_client_options or ({"api_endpoint": gcs_ep} if gcs_ep else None)
@@ -532,7 +525,7 @@ class GCPProvider(Provider):
                  credentials=None, client_options: dict | None = None, deployer_factory: Callable | None = None,
                  *, storage_client_options: dict | None = None, poll_interval: float | None = None,
                  operation_timeout: float = 2400.0, machine_type: str = "e2-standard-4", node_count: int = 2,
-                 disk_size_gb: int = 50, progress: Callable[[str], None] = _say):
+                 disk_size_gb: int = 50, progress: Callable[[str], None] = say):
         if not _PREFIX.match(name_prefix):
             raise ConfigError(f"gcp: name prefix {name_prefix!r} must be 1-15 of a-z, 0-9, '-', starting with a letter")
         if run_id is None:
@@ -542,7 +535,7 @@ class GCPProvider(Provider):
                               f"a letter or digit (it becomes a label value and part of resource names)")
         self.run_id = run_id
         self.name_prefix = name_prefix
-        self.state_dir = _state_root() / f"gcp-{run_id}"
+        self.state_dir = state_root() / f"gcp-{run_id}"
         self.state: dict[str, Any] = self._load_state()
         project = project or self.state.get("project")
         if locations is None and os.environ.get(ENV_LOCATIONS):
@@ -882,7 +875,7 @@ def janitor(older_than: timedelta | None = None, run_id: str | None = None, dry_
             project: str | None = None, locations: list[str] | None = None, *, now: dt.datetime | None = None,
             credentials=None, client_options: dict | None = None, storage_client_options: dict | None = None,
             poll_interval: float | None = None, operation_timeout: float = 2400.0,
-            progress: Callable[[str], None] = _say) -> list[dict]:
+            progress: Callable[[str], None] = say) -> list[dict]:
     """Delete what stackproof runs left: clusters and buckets labelled
     ``stackproof-managed=true`` that are of ``run_id`` (when given), else past
     their ``stackproof-expires`` or (with ``older_than``) older than that.

@@ -46,13 +46,13 @@ import hashlib
 import ipaddress
 import json
 import re
-import sys
 import threading
 import time
 from pathlib import Path, PurePosixPath
 from typing import Callable
 from urllib.parse import urlencode, urlsplit
 
+from .. import say
 from ..components import BY_NAME, Component, PlatformContext
 from ..components.base import Store
 from ..components.gateway import render_nginx_conf, render_token_map
@@ -155,10 +155,6 @@ def is_label_key(s: str) -> bool:
 
 def _b64(data: str | bytes) -> str:
     return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
-
-
-def _say(msg: str) -> None:
-    print(f"[stackproof] {msg}", file=sys.stderr, flush=True)
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -437,7 +433,7 @@ class KubeDeployer:
                  api_timeout: float = 10.0, *, provider: str = "kube", platform: str | None = None,
                  workdir: Path | None = None, service_annotations: dict[str, str] | None = None,
                  volume_size: str = "10Gi", storage_class: str | None = None,
-                 poll_interval: float = 2.0, progress: Callable[[str], None] = _say):
+                 poll_interval: float = 2.0, progress: Callable[[str], None] = say):
         if not is_dns1123_label(namespace):
             raise ConfigError(f"namespace {namespace!r} is not a valid name (lowercase letters, digits, '-'; "
                               "at most 63)")

@@ -14,12 +14,12 @@ import fcntl
 import os
 import secrets
 import shutil
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+from .. import say
 from ..binaries import BinaryResolver
 from ..components import BY_NAME, COMPONENTS, Component, PlatformContext
 from ..components.s3 import new_credentials
@@ -55,10 +55,6 @@ def state_root() -> Path:
     return Path(os.environ.get("STACKPROOF_STATE") or Path.home() / ".local" / "state" / "stackproof")
 
 
-def _say(msg: str) -> None:
-    print(f"[stackproof] {msg}", file=sys.stderr, flush=True)
-
-
 def _rss_bytes(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -73,7 +69,7 @@ class LocalProvider(Provider):
     name = "local"
 
     def __init__(self, platform: str = "local", root: Path | None = None, gateway_port: int | None = None,
-                 resolver: BinaryResolver | None = None, progress: Callable[[str], None] = _say,
+                 resolver: BinaryResolver | None = None, progress: Callable[[str], None] = say,
                  storage: str = "filesystem"):
         if storage not in STORAGE_TYPES:
             raise StackproofError(f"unknown storage {storage!r}; known: {', '.join(STORAGE_TYPES)}")
