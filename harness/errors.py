@@ -1,6 +1,12 @@
 """Errors that reach a user as one clear line, never a traceback wall."""
 
 
+def one_line(text, limit: int = 300) -> str:
+    """``text`` (an upstream message, often several lines) as one line of at most ``limit`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class StackproofError(Exception):
     """A problem the user can act on. ``str(err)`` is a single line that names
     the bad thing (a field, a file, a component and version, a port)."""

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .. import say
-from ..errors import ConfigError, StackproofError
+from ..errors import ConfigError, StackproofError, one_line
 from ..releases import Release
 from ..target import Target
 from .base import Provider, SwapHook, read_state, write_state
@@ -124,9 +124,7 @@ _SECRETISH = re.compile(
 
 def _clean(text: Any, limit: int = 300) -> str:
     """One line, no credentials, bounded length."""
-    text = " ".join(str(text).split())
-    text = _SECRETISH.sub("***", text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return one_line(_SECRETISH.sub("***", " ".join(str(text).split())), limit)
 
 
 def _utcnow() -> datetime:

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import say
-from ..errors import ConfigError, StackproofError
+from ..errors import ConfigError, StackproofError, one_line
 from ..releases import Release
 from ..target import Target
 from .base import Provider, SwapHook, read_state, write_state
@@ -142,11 +142,6 @@ def fit_name(name: str, limit: int, tail: str = "") -> str:
         return name + tail
     digest = hashlib.sha256(name.encode()).hexdigest()[:6]
     return f"{name[: limit - len(tail) - len(digest) - 1].rstrip('-')}-{digest}{tail}"
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # -- counting every request --------------------------------------------------
@@ -334,7 +329,7 @@ class GcpApi:
         else:
             why = f"{type(exc).__name__}: {exc}"
         token = getattr(self._credentials, "token", None)
-        return StackproofError(_one_line(_scrub(f"gcp {step} {resource}: {why}", (token,) if token else ())))
+        return StackproofError(one_line(_scrub(f"gcp {step} {resource}: {why}", (token,) if token else ())))
 
     # -- GKE --------------------------------------------------------------------
     def loc_path(self, location: str) -> str:
@@ -449,7 +444,7 @@ class GcpApi:
                     op = self.wait_operation(op, loc, "delete cluster", resource, timeout)
                     failure = self.operation_failure(op)
                     if failure:
-                        raise StackproofError(_one_line(f"gcp delete cluster {resource}: {failure}"))
+                        raise StackproofError(one_line(f"gcp delete cluster {resource}: {failure}"))
                 self.wait_gone(loc, name, timeout)
             except StackproofError as exc:
                 errors.append(str(exc))
@@ -660,7 +655,7 @@ class GCPProvider(Provider):
             if not is_stockout(failure):
                 self.state["cluster"]["status"] = "failed"
                 self._save_state()
-                raise StackproofError(_one_line(f"gcp create cluster {resource}: {_scrub(failure)}"))
+                raise StackproofError(one_line(f"gcp create cluster {resource}: {_scrub(failure)}"))
             self.state.setdefault("stockouts", []).append(loc)
             nxt = locations[i + 1] if i + 1 < len(locations) else None
             self.say(f"gcp: stockout in {loc}" + (f"; removing what it left, then trying {nxt}" if nxt else ""))
@@ -669,7 +664,7 @@ class GCPProvider(Provider):
             self._save_state()
             if errors:
                 raise StackproofError(errors[0])
-        raise StackproofError(_one_line(f"gcp create cluster {name}: every location stocked out "
+        raise StackproofError(one_line(f"gcp create cluster {name}: every location stocked out "
                                         f"({', '.join(self.locations)})"))
 
     def _adopt_cluster(self, loc: str, name: str) -> str:
@@ -795,7 +790,7 @@ class GCPProvider(Provider):
                 self._make_deployer().delete(timeout=300)
             except Exception as exc:  # noqa: BLE001 -- best effort: the cluster goes next
                 self.say(f"gcp: could not delete namespace {self.namespace} first "
-                         f"({_one_line(_scrub(str(exc)), 160)}); deleting the cluster anyway")
+                         f"({one_line(_scrub(str(exc)), 160)}); deleting the cluster anyway")
         clusters = {(c.location, c.name) for c in self.api.list_clusters() if self._owned(c)}
         known = self.state.get("cluster") or {}
         if known.get("location"):

@@ -56,7 +56,7 @@ from .. import say
 from ..components import BY_NAME, Component, PlatformContext
 from ..components.base import Store
 from ..components.gateway import render_nginx_conf, render_token_map
-from ..errors import ComponentError, ConfigError, StackproofError
+from ..errors import ComponentError, ConfigError, StackproofError, one_line
 from ..releases import Release
 from ..target import DEFAULT_LIMITS, Target, Tenant
 from ..tls import TLSFiles, make_ca, make_server_cert
@@ -157,11 +157,6 @@ def _b64(data: str | bytes) -> str:
     return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
 # ---------------------------------------------------------------------------
 # the platform CA and the gateway's certificate
 
@@ -242,7 +237,7 @@ class KubeApi:
         try:
             self.client = kube_config.new_client_from_config_dict(kubeconfig)
         except Exception as exc:  # the loader's errors name the bad field
-            raise ConfigError(f"kubeconfig: {_one_line(exc)}") from None
+            raise ConfigError(f"kubeconfig: {one_line(exc)}") from None
         self.server = self.client.configuration.host.rstrip("/")
         self.timeout = timeout
 
@@ -287,9 +282,9 @@ class KubeApi:
     @staticmethod
     def status_message(data: bytes) -> str:
         try:
-            return _one_line(json.loads(data).get("message", ""))
+            return one_line(json.loads(data).get("message", ""))
         except (ValueError, AttributeError):
-            return _one_line(data.decode(errors="replace"), 200)
+            return one_line(data.decode(errors="replace"), 200)
 
     @staticmethod
     def reason(exc: BaseException, timeout: float, host: str | None = None) -> str:
@@ -310,9 +305,9 @@ class KubeApi:
         if "refused" in text.lower():
             return "connection refused"
         if "SSL" in name or "certificate" in text.lower():
-            return f"TLS: {_one_line(text, 160)}"
+            return f"TLS: {one_line(text, 160)}"
         m = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
-        return _one_line(m.group(1), 160) if m else f"{name}: {_one_line(text, 160)}"
+        return one_line(m.group(1), 160) if m else f"{name}: {one_line(text, 160)}"
 
     def check(self) -> dict:
         """GET /version with a short bounded timeout, or one line saying why not.
@@ -746,10 +741,10 @@ class KubeDeployer:
                     if state.get(kind) and state[kind].get("reason") not in (None, "Completed"):
                         msg = state[kind].get("message") or ""
                         return (f"; pod {pod['metadata']['name']} container {cs.get('name')}: "
-                                f"{state[kind]['reason']}" + (f" ({_one_line(msg, 120)})" if msg else ""))
+                                f"{state[kind]['reason']}" + (f" ({one_line(msg, 120)})" if msg else ""))
             for cond in st.get("conditions") or []:
                 if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
-                    return f"; pod {pod['metadata']['name']} not scheduled: {_one_line(cond.get('message', ''), 120)}"
+                    return f"; pod {pod['metadata']['name']} not scheduled: {one_line(cond.get('message', ''), 120)}"
         return ""
 
     def wait_rollout(self, component: str, timeout: float) -> float:
@@ -912,7 +907,7 @@ class KubeDeployer:
             obj = e.get("involvedObject", {})
             lines.append(f"{e.get('lastTimestamp') or e.get('eventTime') or '-'} {e.get('type', '')} "
                          f"{e.get('reason', '')} {obj.get('kind', '')}/{obj.get('name', '')}: "
-                         f"{_one_line(e.get('message', ''), 500)}")
+                         f"{one_line(e.get('message', ''), 500)}")
         write("events.txt", "\n".join(lines) + ("\n" if lines else ""))
         if notes:
             write("collect-errors.txt", "\n".join(notes) + "\n")
