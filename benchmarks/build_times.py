@@ -5,7 +5,7 @@ downloaded), a *warm* build (the same Go build cache, an empty stackproof
 binary cache: what a second release with shared dependencies, or a changed
 recipe, costs), and a *cache hit* (what every later run pays).
 
-    python benchmarks/build_times.py [--release NAME] [--components cortex loki prometheus]
+    python benchmarks/build_times.py [--release NAME] [--components cortex victorialogs prometheus]
 
 Prints a table and writes JSON to results/bench-build-times.json. Takes
 about half an hour on 2 cores: it compiles everything from scratch.

@@ -52,8 +52,8 @@ def cache_dir() -> Path:
 class GoRecipe:
     """How to build one component from its published Go module."""
 
-    module: str  # e.g. github.com/grafana/loki/v3
-    package: str  # the main package, e.g. github.com/grafana/loki/v3/cmd/loki
+    module: str  # e.g. github.com/VictoriaMetrics/VictoriaLogs
+    package: str  # the main package, e.g. github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs
     # module version as tagged, from the component's release version
     module_version: Callable[[str], str] = lambda v: v
     # -ldflags -X targets for version info, {version} is substituted
@@ -75,12 +75,30 @@ class ArchiveRecipe:
     member: str  # path of the binary inside the archive ("" for a bare binary)
 
 
+def version_tuple(version: str | None) -> tuple[int, ...]:
+    """``"v3.7.8"`` -> ``(3, 7, 8)``; unknown or missing -> ``()``, which sorts first."""
+    m = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", version or "")
+    return tuple(int(x) for x in m.groups() if x is not None) if m else ()
+
+
 @dataclass(frozen=True)
 class BinarySpec:
     name: str
     go: GoRecipe | None = None
     archive: ArchiveRecipe | None = None
     system_names: tuple[str, ...] = field(default=())  # found on PATH (Debian packages)
+    # releases older than a version that moved to another module: ((first version
+    # of ``go``, the recipe of every older version), ...), newest boundary first;
+    # e.g. VictoriaLogs before v1.25 lives in the VictoriaMetrics module
+    older_go: tuple[tuple[str, GoRecipe], ...] = field(default=())
+
+    def go_for(self, version: str | None) -> GoRecipe | None:
+        """The recipe that builds ``version``."""
+        recipe = self.go
+        for first, older in self.older_go:
+            if version and version_tuple(version) < version_tuple(first):
+                recipe = older
+        return recipe
 
 
 @dataclass
@@ -117,12 +135,12 @@ class BinaryResolver:
             made = json.loads(manifest.read_text())
         except (OSError, json.JSONDecodeError):
             return None
-        if made.get("source") == "go-build" and made.get("recipe") != recipe_id(spec):
+        if made.get("source") == "go-build" and made.get("recipe") != recipe_id(spec, version):
             return None  # built with other flags or tags: build again
         return path
 
     def override(self, spec: BinarySpec) -> Path | None:
-        var = f"STACKPROOF_BIN_{spec.name.upper().replace('-', '_')}"
+        var = override_var(spec)
         value = os.environ.get(var)
         if not value:
             return None
@@ -146,7 +164,7 @@ class BinaryResolver:
                          if Path(d, spec.name).is_file()), "")
             raise StackproofError(
                 f"{spec.name} not found on PATH: install it (Debian: apt-get install {spec.name}) "
-                f"or set STACKPROOF_BIN_{spec.name.upper()}{hint}")
+                f"or set {override_var(spec)}{hint}")
         path = self.cached(spec, version)
         if path:
             return Resolved(path, "cache")
@@ -165,7 +183,7 @@ class BinaryResolver:
         if spec.go and not go:
             raise StackproofError(
                 f"cannot build {spec.name} {version}: the Go toolchain is missing ('go' is not on PATH); "
-                f"install Go, set STACKPROOF_BIN_{spec.name.upper()}, or set STACKPROOF_ALLOW_DOWNLOAD=1 "
+                f"install Go, set {override_var(spec)}, or set STACKPROOF_ALLOW_DOWNLOAD=1 "
                 "to fetch the official release archive")
         raise StackproofError(f"no way to obtain {spec.name} {version}")
 
@@ -184,7 +202,7 @@ class BinaryResolver:
 
     # -- go build --------------------------------------------------------
     def go_build(self, spec: BinarySpec, version: str, go: str = "go") -> Path:
-        recipe = spec.go
+        recipe = spec.go_for(version)
         assert recipe is not None
         modver = recipe.module_version(version)
         work = self.cache / "build" / f"{spec.name}-{version}"
@@ -249,7 +267,7 @@ class BinaryResolver:
         os.replace(str(out) + ".part", out)
         seconds = time.monotonic() - t0
         self._write_manifest(out, spec, version, "go-build", seconds, module=f"{recipe.module}@{modver}",
-                             recipe=recipe_id(spec),
+                             recipe=recipe_id(spec, version),
                              go_version=subprocess.run([go, "env", "GOVERSION"], capture_output=True,
                                                        text=True).stdout.strip())
         self.progress(f"{spec.name} {version}: built in {seconds:.0f}s -> {out} "
@@ -341,9 +359,14 @@ class BinaryResolver:
         (out.parent / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def recipe_id(spec: BinarySpec) -> str:
+def override_var(spec: BinarySpec) -> str:
+    """The environment variable that points at a binary of one's own: ``STACKPROOF_BIN_VICTORIA_LOGS``."""
+    return f"STACKPROOF_BIN_{spec.name.upper().replace('-', '_')}"
+
+
+def recipe_id(spec: BinarySpec, version: str | None = None) -> str:
     """Identifies how a binary is built; a cached build from another recipe is stale."""
-    g = spec.go
+    g = spec.go_for(version)
     if g is None:
         return ""
     text = f"{g.module}|{g.package}|{','.join(g.tags)}|{','.join(g.version_vars)}|cgo0|trimpath|s-w|2"

@@ -32,12 +32,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from . import __version__
-from .binaries import BinaryResolver, cache_dir
+from .binaries import BinaryResolver, cache_dir, override_var
 from .components import release_builds
 from .errors import ComponentError, ConfigError, StackproofError
 from .load import Objectives, Search, run_load
 from .providers import LocalProvider, get_provider
-from .providers.local import state_root
+from .providers.common import state_root
 from .releases import Catalog
 from .target import Target
 from .workload import SIGNALS, Workload, parse_shape
@@ -56,7 +56,7 @@ def _print_endpoints(target: Target) -> None:
     print(f"  metrics write  {target.metrics_write_url}")
     print(f"  metrics query  {target.metrics_query_url}/api/v1/query")
     print(f"  logs push      {target.logs_push_url}")
-    print(f"  logs query     {target.logs_query_url}/query_range")
+    print(f"  logs query     {target.logs_query_url}  ({target.logs_api} dialect)")
     print("tenants:     " + ", ".join(f"{t.name} ({t.role})" for t in target.tenants)
           + "  -- tokens are in the target file")
 
@@ -156,7 +156,7 @@ def cmd_doctor(args) -> int:
     print("programs:")
     go = shutil.which("go")
     gov = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True).stdout.strip() if go else ""
-    line(bool(go), "go toolchain", f"{go} ({gov})" if go else "missing: needed to build Cortex, Loki, Prometheus")
+    line(bool(go), "go toolchain", f"{go} ({gov})" if go else "missing: needed to build Cortex, VictoriaLogs, Prometheus")
     nginx = shutil.which("nginx")
     if nginx:
         v = subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()
@@ -174,10 +174,10 @@ def cmd_doctor(args) -> int:
     newest = cat.get().name
     for r in cat.releases:
         for c, v in release_builds(r):
-            override = os.environ.get(f"STACKPROOF_BIN_{c.name.upper()}")
+            override = os.environ.get(override_var(c.spec))
             path = resolver.cached(c.spec, v)
             if override:
-                line(True, f"{c.name} {v}", f"override STACKPROOF_BIN_{c.name.upper()}={override}")
+                line(True, f"{c.name} {v}", f"override {override_var(c.spec)}={override}")
             elif path:
                 line(True, f"{c.name} {v}", f"cached {path} ({_mb(path.stat().st_size)})")
             else:
@@ -403,7 +403,8 @@ def scan_for_tokens(root: Path, tenants) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="stackproof",
-        description="End-to-end and upgrade conformance for Cortex/Loki/Prometheus platforms.",
+        description="End-to-end and upgrade conformance for multi-tenant observability platforms "
+                    "(metrics: Cortex; logs: VictoriaLogs, or an existing Loki; sender: Prometheus).",
         epilog="Quick start: 'stackproof up', then 'pytest suites/smoke --target-file <printed path>', "
                "then 'stackproof down'. Or all at once: 'stackproof run'.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -415,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="name of the local platform (default: local); several can run side by side")
 
     sp = sub.add_parser("up", help="start a local platform on loopback",
-                        description="Build or find the release's binaries, then start Cortex, Loki, the nginx "
+                        description="Build or find the release's binaries, then start Cortex, VictoriaLogs, the nginx "
                                     "gateway and a Prometheus agent on free loopback ports, wait until each is "
                                     "ready, and print the target file and the endpoints (never the tokens).")
     sp.add_argument("--release", help="release from the catalog (default: the newest; see 'stackproof releases')")
@@ -460,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser(
         "load", help="load the write path with locust: objectives, completeness, capacity",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Drive remote write and/or Loki push through the gateway with locust (headless, bounded), "
+        description="Drive remote write and/or Loki-protocol push through the gateway with locust (headless, bounded), "
                     "judge the objectives (p99 write latency, error rate, offered rate taken), and after every "
                     "run count what the target stored against what it accepted: any silent loss fails.\n\n"
                     "Profiles: run (default: 4 users, 30s), smoke (2 users, 10s), capacity (step users up "
@@ -560,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description=f"Resolve each component of a release: override, cache ({cache_dir()}), "
                                     "Go module build, or release archive (STACKPROOF_ALLOW_DOWNLOAD=1).")
     sp.add_argument("--release", help="release (default: the newest)")
-    sp.add_argument("components", nargs="*", help="only these components (cortex, loki, prometheus)")
+    sp.add_argument("components", nargs="*", help="only these components (cortex, victorialogs, prometheus)")
     sp.set_defaults(func=cmd_build)
 
     sp = sub.add_parser("doctor", help="what is installed, cached and missing",

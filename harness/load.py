@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from .clients import LokiClient, PromQLClient, poll_until
+from .clients import PromQLClient, Select, logs_reader, poll_until
 from .clients.metrics import promql_string
 from .errors import StackproofError
 from .target import Target
@@ -36,7 +36,7 @@ from .workload import Workload
 REPO = Path(__file__).resolve().parent.parent
 LOCUSTFILES = REPO / "loadgen" / "locustfiles"
 SIGNAL_ITEMS = {"metrics": "samples", "logs": "lines"}
-REQUEST_NAMES = {"metrics": "remote write", "logs": "loki push"}
+REQUEST_NAMES = {"metrics": "remote write", "logs": "logs push"}  # locust request names, the rows of its stats
 STOP_TIMEOUT = 30  # seconds users get to finish the request under way
 CPU_WARNING = "CPU usage above 90%"
 
@@ -77,9 +77,8 @@ def stored_count(target: Target, workload: Workload, signal_: str, since_s: floa
     if signal_ == "metrics":
         q = f'sum(count_over_time({{__name__={promql_string(workload.metric)}}}[{window_s}s]))'
         return sum(int(float(r["value"][1])) for t in tenants for r in PromQLClient(target, t).query(q, at))
-    q = f'sum(count_over_time({{run={promql_string(workload.run_id)}}}[{window_s}s]))'
-    return sum(int(r["value"][1]) for t in tenants
-               for r in LokiClient(target, t).query(q, int(at * 1e9))["result"])
+    sel, end_ns = Select.of({"run": workload.run_id}), int(at * 1e9)
+    return sum(logs_reader(target, t).count(sel, end_ns - window_s * 10**9, end_ns) for t in tenants)
 
 
 def completeness(target: Target, workload: Workload, counts: dict, since_s: float,

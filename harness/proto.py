@@ -5,7 +5,8 @@ from the installed runtime):
 - Prometheus remote write 1.0 (``prometheus.WriteRequest``, from
   prometheus/prompb/remote.proto and types.proto; gogoproto options dropped,
   field numbers and types as upstream);
-- Loki push (``logproto.PushRequest``, from pkg/push/push.proto).
+- the Loki push protocol (``logproto.PushRequest``, from pkg/push/push.proto, an
+  Apache-2.0 module of its own), which VictoriaLogs and Loki both accept.
 """
 
 from __future__ import annotations

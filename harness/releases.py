@@ -15,7 +15,13 @@ import yaml
 from .errors import ConfigError
 
 BUILTIN = Path(__file__).with_name("releases.yaml")
-COMPONENT_KEYS = ("cortex", "loki", "prometheus", "gateway")
+
+
+def component_keys() -> tuple[str, ...]:
+    """The keys a release pins: one per component of the catalog that has a release key."""
+    from .components import COMPONENTS  # the components import the target model, not this module
+
+    return tuple(c.release_key for c in COMPONENTS if c.release_key)
 _SEMVER = re.compile(r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
 
 
@@ -55,7 +61,7 @@ class Catalog:
             if not isinstance(body, dict):
                 raise ConfigError(f"{src}: release {name!r} must be a mapping")
             versions = {}
-            for key in COMPONENT_KEYS:
+            for key in component_keys():
                 v = body.get(key)
                 if v is None:
                     raise ConfigError(f"{src}: release {name!r} has no '{key}' version")
@@ -63,7 +69,7 @@ class Catalog:
                 if key != "gateway" and not _SEMVER.match(v):
                     raise ConfigError(f"{src}: release {name!r}: {key} version {v!r} is not of the form vX.Y.Z")
                 versions[key] = v
-            extra = set(body) - set(COMPONENT_KEYS) - {"date"}
+            extra = set(body) - set(component_keys()) - {"date"}
             if extra:
                 raise ConfigError(f"{src}: release {name!r} has unknown keys: {', '.join(sorted(map(str, extra)))}")
             releases.append(Release(name, versions, str(body.get("date", ""))))

@@ -10,13 +10,17 @@ tested by writing one by hand. Example::
       write_path: /api/v1/push      # Prometheus remote write
       query_path: /prometheus       # PromQL API lives under <query_path>/api/v1/
     logs:
-      push_path: /loki/api/v1/push
-      query_path: /loki/api/v1      # query, query_range, labels, series, tail
-    tenants:
-      - {name: team-a, token: "..."}
-      - {name: team-b, token: "..."}
-      - {name: platform, token: "...", role: system}
+      api: victorialogs             # the logs dialect: victorialogs (LogsQL) or loki (LogQL)
+      push_path: /insert/loki/api/v1/push    # Loki push (JSON, snappy protobuf); loki: /loki/api/v1/push
+      query_path: /select/logsql    # LogsQL endpoints; loki: /loki/api/v1 (query_range, labels, tail, ...)
+    tenants:                        # account_id: VictoriaLogs' AccountID the gateway sets for the token
+      - {name: team-a, token: "...", account_id: 1}
+      - {name: team-b, token: "...", account_id: 2}
+      - {name: platform, token: "...", role: system, account_id: 3}
     capabilities: [metrics, logs, tail]
+    durability:                     # declared, and proven by the durability suite
+      logs: {crash_loss_seconds: 3} # acknowledged seconds a kill -9 may lose (default 0)
+      metrics: {object_storage: true}   # data outlives the store's local disk
 
 Tokens are secrets: they are never part of ``repr`` and the CLI never prints them.
 """
@@ -36,18 +40,35 @@ from .errors import ConfigError
 
 KNOWN_CAPABILITIES = {
     "metrics",  # remote write + PromQL
-    "logs",  # Loki push + LogQL
-    "tail",  # Loki websocket tail
+    "logs",  # Loki push + the logs dialect's reads (LogsQL or LogQL)
+    "tail",  # live tail of a logs query
     "agent",  # a Prometheus agent remote-writes as the system tenant
     "restart",  # the provider can stop and restart components on the same data
 }
 ROLES = ("user", "system", "limited")
+# the logs dialects and the paths each one has unless the target file says otherwise
+LOGS_APIS = {
+    "victorialogs": {"push_path": "/insert/loki/api/v1/push", "query_path": "/select/logsql",
+                     "otlp_path": "/insert/opentelemetry/v1/logs"},
+    "loki": {"push_path": "/loki/api/v1/push", "query_path": "/loki/api/v1", "otlp_path": "/otlp/v1/logs"},
+}
+SIGNALS = ("metrics", "logs")
+MAX_ACCOUNT_ID = 2**32 - 1  # VictoriaLogs' AccountID is an unsigned 32-bit number
 # platform limits the suites check against; a target file may set them, else
 # these upstream defaults (Cortex, Loki) and stackproof's gateway are assumed
 DEFAULT_LIMITS = {
     "metrics_max_label_names_per_series": 30,
     "metrics_max_label_value_length": 2048,
-    "logs_max_line_bytes": 256 * 1024,
+    # the longest line the platform keeps, and the length from which a line must
+    # be refused (never acknowledged and dropped); between the two nothing is
+    # promised. VictoriaLogs limits a whole entry (line, labels, metadata) to
+    # 2 MiB as JSON; Loki's default line limit is 256 KiB
+    "logs_max_line_bytes": 2_000_000,
+    "logs_line_bytes_refused_from": 2 * 1024 * 1024 + 1,
+    # how old and how far ahead a line may be stamped and still be kept: the
+    # local platform's VictoriaLogs retention (7 d) and its -futureRetention (2 d)
+    "logs_max_age_hours": 7 * 24,
+    "logs_max_future_hours": 2 * 24,
     "max_request_bytes": 16 * 1024 * 1024,
     # ingestion burst, in samples, of the tenant with role 'limited'
     "limited_metrics_burst_samples": 100,
@@ -65,9 +86,25 @@ class Tenant:
     name: str
     token: str = field(repr=False)
     role: str = "user"
+    # the numeric tenant of stores that have one (VictoriaLogs' AccountID)
+    account_id: int | None = None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "token": self.token, "role": self.role}
+        d = {"name": self.name, "token": self.token, "role": self.role}
+        if self.account_id is not None:
+            d["account_id"] = self.account_id
+        return d
+
+
+@dataclass(frozen=True)
+class Durability:
+    """What a store declares about its acknowledged writes."""
+
+    crash_loss_seconds: float = 0.0  # seconds of acked writes a kill -9 may lose
+    object_storage: bool = False  # data outlives the store's local disk
+
+    def to_dict(self) -> dict:
+        return {"crash_loss_seconds": self.crash_loss_seconds, "object_storage": self.object_storage}
 
 
 @dataclass
@@ -78,8 +115,10 @@ class Target:
     ca_file: str | None = None
     metrics_write_path: str = "/api/v1/push"
     metrics_query_path: str = "/prometheus"
-    logs_push_path: str = "/loki/api/v1/push"
-    logs_query_path: str = "/loki/api/v1"
+    logs_api: str = "victorialogs"
+    logs_push_path: str = LOGS_APIS["victorialogs"]["push_path"]
+    logs_query_path: str = LOGS_APIS["victorialogs"]["query_path"]
+    logs_otlp_path: str = LOGS_APIS["victorialogs"]["otlp_path"]
     capabilities: list[str] = field(default_factory=lambda: ["metrics", "logs"])
     provider: str = "existing"
     release: str | None = None
@@ -95,6 +134,8 @@ class Target:
     # "endpoint", "buckets" (comma-separated), "access_key_id", "secret_access_key",
     # "region"} or {"type": "filesystem", "path"}
     object_storage: dict[str, str] | None = None
+    # per signal ("metrics", "logs"): what its store declares about acked writes
+    durability: dict[str, Durability] = field(default_factory=lambda: {s: Durability() for s in SIGNALS})
     path: Path | None = field(default=None, repr=False, compare=False)
 
     # -- tenants -------------------------------------------------------
@@ -134,8 +175,12 @@ class Target:
 
     @property
     def logs_query_url(self) -> str:
-        """Base URL for LogQL: ``<this>/query_range`` etc."""
+        """Base URL of the logs dialect's reads (``<this>/query``)."""
         return self.url(self.logs_query_path)
+
+    @property
+    def logs_otlp_url(self) -> str:
+        return self.url(self.logs_otlp_path)
 
     @property
     def verify(self) -> str | bool:
@@ -157,7 +202,8 @@ class Target:
         if self.ca_file:
             d["ca_file"] = self.ca_file
         d["metrics"] = {"write_path": self.metrics_write_path, "query_path": self.metrics_query_path}
-        d["logs"] = {"push_path": self.logs_push_path, "query_path": self.logs_query_path}
+        d["logs"] = {"api": self.logs_api, "push_path": self.logs_push_path, "query_path": self.logs_query_path,
+                     "otlp_path": self.logs_otlp_path}
         d["tenants"] = [t.to_dict() for t in self.tenants]
         d["capabilities"] = list(self.capabilities)
         if self.components:
@@ -167,6 +213,7 @@ class Target:
             d["logs_dir"] = self.logs_dir
         if self.object_storage:
             d["object_storage"] = dict(self.object_storage)
+        d["durability"] = {s: dur.to_dict() for s, dur in self.durability.items()}
         return d
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -215,7 +262,7 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
 
     known = {"name", "provider", "release", "gateway_url", "ca_file", "metrics", "logs",
-             "tenants", "capabilities", "components", "limits", "logs_dir", "object_storage"}
+             "tenants", "capabilities", "components", "limits", "logs_dir", "object_storage", "durability"}
     for key in data:
         if key not in known:
             raise bad(str(key), f"is not a target field (known: {', '.join(sorted(known))})")
@@ -253,16 +300,21 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
             raise bad("ca_file", f"names {ca_path}, which does not exist")
         ca_file = str(ca_path)
 
+    logs_sec = data.get("logs", {}) or {}
+    logs_api = logs_sec.get("api", "victorialogs") if isinstance(logs_sec, dict) else None
+    if isinstance(logs_sec, dict) and logs_api not in LOGS_APIS:
+        raise bad("logs.api", f"must be one of {', '.join(LOGS_APIS)}, got {logs_api!r}")
     paths = {}
-    for section, keys in (("metrics", ("write_path", "query_path")), ("logs", ("push_path", "query_path"))):
+    for section, keys, defaults in (("metrics", ("write_path", "query_path"), {}),
+                                    ("logs", ("push_path", "query_path", "otlp_path"), LOGS_APIS.get(logs_api, {}))):
         sec = data.get(section, {}) or {}
         if not isinstance(sec, dict):
             raise bad(section, "must be a mapping")
         for k in sec:
-            if k not in keys:
-                raise bad(f"{section}.{k}", f"is not known (known: {', '.join(keys)})")
+            if k not in keys and not (section == "logs" and k == "api"):
+                raise bad(f"{section}.{k}", f"is not known (known: {', '.join(keys)}{', api' if section == 'logs' else ''})")
         for k in keys:
-            v = opt_str(k, None, sec, f"{section}.")
+            v = opt_str(k, defaults.get(k), sec, f"{section}.")
             if v is not None and not v.startswith("/"):
                 raise bad(f"{section}.{k}", f"must start with '/', got {v!r}")
             paths[f"{section}_{k}"] = v
@@ -273,14 +325,14 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
     if not isinstance(raw_tenants, list) or not raw_tenants:
         raise bad("tenants", "must be a non-empty list")
     tenants: list[Tenant] = []
-    seen_names, seen_tokens = set(), set()
+    seen_names, seen_tokens, seen_accounts = set(), set(), set()
     for i, t in enumerate(raw_tenants):
         where = f"tenants[{i}]"
         if not isinstance(t, dict):
             raise bad(where, "must be a mapping with name and token")
         for k in t:
-            if k not in ("name", "token", "role"):
-                raise bad(f"{where}.{k}", "is not known (known: name, token, role)")
+            if k not in ("name", "token", "role", "account_id"):
+                raise bad(f"{where}.{k}", "is not known (known: name, token, role, account_id)")
         tname = req_str("name", t, f"{where}.")
         if not _NAME_RE.match(tname):
             raise bad(f"{where}.name", f"{tname!r} is not a valid tenant ID (letters, digits, '_', '.', '-')")
@@ -293,9 +345,16 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
         if token in seen_tokens:
             # never echo the token itself
             raise bad(f"{where}.token", "is the same token as another tenant's")
+        account = t.get("account_id")
+        if account is not None and (not isinstance(account, int) or isinstance(account, bool)
+                                    or not 0 < account <= MAX_ACCOUNT_ID):
+            raise bad(f"{where}.account_id", f"must be a whole number from 1 to {MAX_ACCOUNT_ID}, got {account!r}")
+        if account is not None and account in seen_accounts:
+            raise bad(f"{where}.account_id", f"repeats account id {account} of another tenant")
         seen_names.add(tname)
         seen_tokens.add(token)
-        tenants.append(Tenant(tname, token, role))
+        seen_accounts.add(account)
+        tenants.append(Tenant(tname, token, role, account))
 
     caps = data.get("capabilities", ["metrics", "logs"])
     if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
@@ -303,6 +362,12 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
     for c in caps:
         if c not in KNOWN_CAPABILITIES:
             raise bad("capabilities", f"has unknown capability {c!r} (known: {', '.join(sorted(KNOWN_CAPABILITIES))})")
+    if logs_api == "victorialogs" and "logs" in caps:
+        for i, t in enumerate(tenants):
+            if t.account_id is None:
+                raise bad(f"tenants[{i}].account_id", "is missing: the victorialogs logs api needs a numeric "
+                          "account id for every tenant (the AccountID the gateway sets for its token)")
+    durability = _parse_durability(data.get("durability"), bad)
 
     components = data.get("components", {}) or {}
     if not isinstance(components, dict) or not all(isinstance(v, str) for v in components.values()):
@@ -337,5 +402,31 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
         limits=limits,
         logs_dir=logs_dir,
         object_storage=object_storage,
+        durability=durability,
+        logs_api=logs_api,
         **kwargs,
     )
+
+
+def _parse_durability(raw: Any, bad) -> dict[str, Durability]:
+    out = {s: Durability() for s in SIGNALS}
+    if raw is None:
+        return out
+    if not isinstance(raw, dict):
+        raise bad("durability", "must be a mapping of signal to its declaration")
+    for sig, decl in raw.items():
+        if sig not in SIGNALS:
+            raise bad(f"durability.{sig}", f"is not a signal (known: {', '.join(SIGNALS)})")
+        if not isinstance(decl, dict):
+            raise bad(f"durability.{sig}", "must be a mapping (crash_loss_seconds, object_storage)")
+        for k in decl:
+            if k not in ("crash_loss_seconds", "object_storage"):
+                raise bad(f"durability.{sig}.{k}", "is not known (known: crash_loss_seconds, object_storage)")
+        loss = decl.get("crash_loss_seconds", 0)
+        if not isinstance(loss, (int, float)) or isinstance(loss, bool) or loss < 0:
+            raise bad(f"durability.{sig}.crash_loss_seconds", f"must be a number of seconds >= 0, got {loss!r}")
+        bucket = decl.get("object_storage", False)
+        if not isinstance(bucket, bool):
+            raise bad(f"durability.{sig}.object_storage", f"must be true or false, got {bucket!r}")
+        out[sig] = Durability(float(loss), bucket)
+    return out

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from .clients import LokiClient, RemoteWriteClient
+from .clients import LogsPush, RemoteWriteClient
 from .target import Target, Tenant
 
 
@@ -81,7 +81,7 @@ class ContinuousWriter:
         if signal == "metrics":
             self._client = RemoteWriteClient(target, tenant)
         else:
-            self._client = LokiClient(target, tenant)
+            self._client = LogsPush(target, tenant)
         self._client.http.default_timeout = timeout  # keep-alive, as a real sender
 
     def _send(self, seq: int, ts: int) -> requests.Response:
@@ -167,3 +167,17 @@ def _compare(log: WriteLog, stored: list[tuple[int, int]]) -> dict:
             "unexpected": unexpected, "wrong_timestamp": wrong_ts,
             # sent but never acknowledged, yet stored: allowed (the ack was lost, not the write)
             "stored_unacked": len([s for s in seen if s in log.sent and s not in log.acked])}
+
+
+def judge_crash_loss(log: WriteLog, result: dict, crash_ns: int, window_s: float) -> dict:
+    """Judge a crash against a declared loss window: an acknowledged write may
+    be lost only if it was stamped within ``window_s`` seconds before the crash
+    (``crash_ns``, wall clock). ``result`` is :func:`verify_metrics` or
+    :func:`verify_logs`. Returns the violating seqs and the measured loss window
+    (seconds from the oldest lost write to the crash; 0 when nothing was lost)."""
+    per_s = 1000 if log.signal == "metrics" else 10**9  # metrics stamp ms, logs ns
+    crash = crash_ns // (10**9 // per_s)
+    lost_ts = {seq: log.acked[seq] for seq in result["lost"]}
+    violations = sorted(seq for seq, ts in lost_ts.items() if not crash - window_s * per_s <= ts <= crash)
+    loss = (crash - min(lost_ts.values())) / per_s if lost_ts else 0.0
+    return {"violations": violations, "lost": len(lost_ts), "loss_seconds": max(0.0, loss)}

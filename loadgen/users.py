@@ -1,5 +1,7 @@
-"""locust users for the write path: Prometheus remote write and Loki push,
-through the gateway, with each tenant's token and the platform CA.
+"""locust users for the write path: Prometheus remote write and logs push (the
+Loki push protocol, snappy protobuf, to the target's ``logs_push_path``, which
+VictoriaLogs and Loki both accept), through the gateway, with each tenant's
+token and the platform CA.
 
 Every user sends fast payloads (encoded once, patched per request), fires
 locust's request events through FastHttpUser (geventhttpclient), and counts
@@ -11,30 +13,34 @@ what the platform answered so that a run can be checked for silent loss:
             broken connection may have stored all of it), so a check allows
             ``accepted <= stored <= accepted + unsure``.
 
-Configure once per process with :func:`configure` (tests) or
-:func:`configure_from_env` (the locustfiles: ``STACKPROOF_TARGET_FILE``,
-``STACKPROOF_LOAD`` with the workload as JSON, ``STACKPROOF_LOAD_COUNTS``, a
-directory where each process writes its counts when it quits).
+The classes declared here are abstract. :func:`user_classes` builds the
+concrete ones of one workload against one target, once, before locust starts
+them: host, wait time, weight, target and workload are class attributes, as
+in locust's examples, and the classes share one :class:`Tally` of what they
+counted. The locustfiles (``loadgen.locustfiles``) build them from their
+environment; ``suites/load`` builds them in-process.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from locust import FastHttpUser, constant_throughput, events, task
+from locust import FastHttpUser, constant_throughput, task
 from locust.exception import StopUser
 
 from harness.clients.logs import encode_push_proto
 from harness.clients.metrics import REMOTE_WRITE_HEADERS
-from harness.load import write_counts, zero_counts
+from harness.load import REQUEST_NAMES, write_counts, zero_counts
 from harness.target import Target
 from harness.workload import Workload
 
@@ -44,46 +50,28 @@ REFUSED = frozenset({401, 403, 413, 429})
 
 
 @dataclass
-class LoadState:
-    target: Target | None = None
-    workload: Workload = field(default_factory=Workload)
+class Tally:
+    """What the users of one process sent, and what the platform answered, per signal."""
+
     counts: dict = field(default_factory=zero_counts)
-    counts_dir: Path | None = None
     sent: int = 0
+    ids: Iterator[int] = field(default_factory=itertools.count)  # user numbers, from 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-
-STATE = LoadState()
-_user_ids = itertools.count()
-
-
-def configure(target: Target, workload: Workload, counts_dir: Path | None = None) -> LoadState:
-    """Set the target and workload for every user class of this process; resets the counts."""
-    global STATE
-    STATE = LoadState(target=target, workload=workload, counts_dir=counts_dir)
-    for cls in (RemoteWriteUser, LokiPushUser):
-        cls.host = target.gateway_url
-        cls.wait_time = constant_throughput(workload.rate)
-    RemoteWriteUser.weight = workload.metrics_weight
-    LokiPushUser.weight = workload.logs_weight
-    return STATE
+    def write(self, counts_dir: Path) -> Path:
+        """Leave the counts in ``counts_dir`` for the completeness check (one file per process)."""
+        with self.lock:
+            return write_counts(counts_dir, self.counts)
 
 
-def configure_from_env(environ=os.environ) -> LoadState:
-    path = environ.get("STACKPROOF_TARGET_FILE")
-    if not path:
-        raise SystemExit("stackproof locustfile: set STACKPROOF_TARGET_FILE to a target file "
-                         "(stackproof load does; see 'stackproof load --help')")
-    counts = environ.get("STACKPROOF_LOAD_COUNTS")
-    return configure(Target.load(path), Workload.from_env(environ), Path(counts) if counts else None)
-
-
-@events.quitting.add_listener
-def _write_counts(environment, **_kw) -> None:
-    """Each process (master, every worker) leaves its counts for the completeness check."""
-    if STATE.counts_dir is not None:
-        with STATE.lock:
-            write_counts(STATE.counts_dir, STATE.counts)
+def user_classes(target: Target, workload: Workload, tally: Tally) -> list[type[StackproofUser]]:
+    """The concrete user classes of ``workload`` against ``target``, one per signal, counting into ``tally``."""
+    common = {"abstract": False, "host": target.gateway_url, "wait_time": constant_throughput(workload.rate),
+              "ssl_context_factory": staticmethod(functools.partial(_ssl_context, target.ca_file)),
+              "target": target, "workload": workload, "tally": tally}
+    kinds = {"metrics": (RemoteWriteUser, workload.metrics_weight), "logs": (LogsPushUser, workload.logs_weight)}
+    return [type(base.__name__, (base,), {**common, "weight": weight, "__module__": __name__})
+            for base, weight in (kinds[sig] for sig in workload.signals)]
 
 
 class _NoDelayContext(ssl.SSLContext):
@@ -91,7 +79,7 @@ class _NoDelayContext(ssl.SSLContext):
 
     TLS cuts a body above 16 KiB into several records, written one after
     another; with Nagle on, the last small segment waits for the server's
-    delayed ACK, about 40 ms on Linux (measured: a 20 KiB Loki push took a
+    delayed ACK, about 40 ms on Linux (measured: a 20 KiB logs push took a
     47 ms median through geventhttpclient and 2 ms through requests, which
     sets TCP_NODELAY). geventhttpclient leaves Nagle on; its SSL pool calls
     the context's ``wrap_socket``, the one place we own."""
@@ -101,11 +89,11 @@ class _NoDelayContext(ssl.SSLContext):
         return super().wrap_socket(sock, *args, **kwargs)
 
 
-def _ssl_context(cafile=None):
+def _ssl_context(ca_file: str | None, cafile=None) -> ssl.SSLContext:
+    """The context geventhttpclient asks for (``cafile``: its own option, unused): trust the target's CA."""
     ctx = _NoDelayContext(ssl.PROTOCOL_TLS_CLIENT)  # hostname check and CERT_REQUIRED, as the default context
-    ca = STATE.target.ca_file
-    if ca:
-        ctx.load_verify_locations(cafile=ca)
+    if ca_file:
+        ctx.load_verify_locations(cafile=ca_file)
     else:
         ctx.load_default_certs()
     return ctx
@@ -119,29 +107,33 @@ def _label_values(i: int, n: int, cardinality: int) -> dict[str, str]:
 class StackproofUser(FastHttpUser):
     abstract = True
     insecure = False
-    ssl_context_factory = staticmethod(_ssl_context)
     signal = ""
     name = ""
+    # set on the concrete classes by user_classes()
+    target: Target
+    workload: Workload
+    tally: Tally
 
     def on_start(self) -> None:
-        w = STATE.workload
-        tenants = w.tenants_in(STATE.target)
-        self.uid = next(_user_ids)
+        w = self.workload
+        tenants = w.tenants_in(self.target)
+        self.uid = next(self.tally.ids)
         self.tenant = tenants[self.uid % len(tenants)]  # users spread evenly across the tenants
         self.headers = {"Authorization": f"Bearer {self.tenant.token}"}
         # forked workers start from the same counter: the pid keeps their series apart
         self.ident = {"run": w.run_id, "p": str(os.getpid()), "u": str(self.uid)}
 
     def send(self, body: bytes, items: int, headers: dict) -> None:
-        with STATE.lock:
-            if STATE.sent >= STATE.workload.max_requests:
+        tally = self.tally
+        with tally.lock:
+            if tally.sent >= self.workload.max_requests:
                 raise StopUser()  # the per-process request bound
-            STATE.sent += 1
+            tally.sent += 1
         with self.client.post(self.path, data=body, name=self.name, headers={**headers, **self.headers},
                               catch_response=True) as resp:
             code = resp.status_code or 0
-            with STATE.lock:
-                c = STATE.counts[self.signal]
+            with tally.lock:
+                c = tally.counts[self.signal]
                 c["requests"] += 1
                 if 200 <= code < 300:
                     c["accepted"] += items
@@ -155,13 +147,14 @@ class StackproofUser(FastHttpUser):
 
 
 class RemoteWriteUser(StackproofUser):
+    abstract = True
     signal = "metrics"
-    name = "remote write"
+    name = REQUEST_NAMES[signal]
 
     def on_start(self) -> None:
         super().on_start()
-        self.path = STATE.target.metrics_write_path
-        w = STATE.workload
+        self.path = self.target.metrics_write_path
+        w = self.workload
         self.gen = np.zeros(w.series, dtype=np.int64)  # churn: a series' generation is one of its labels
         self.churn_cursor = 0
         self.next_churn = time.monotonic() + w.churn_interval
@@ -169,14 +162,14 @@ class RemoteWriteUser(StackproofUser):
         self.last_ts = 0
 
     def _build(self) -> None:
-        w = STATE.workload
+        w = self.workload
         self.payload = MetricsPayload(
             [{"__name__": w.metric, **self.ident, "s": str(i), "g": str(self.gen[i]),
               **_label_values(i, w.labels, w.cardinality)} for i in range(w.series)], w.samples)
         self.values = np.zeros(self.payload.samples)
 
     def _churn(self) -> None:
-        w = STATE.workload
+        w = self.workload
         n = max(1, round(w.series * w.churn))
         idx = (self.churn_cursor + np.arange(n)) % w.series
         self.gen[idx] += 1
@@ -185,7 +178,7 @@ class RemoteWriteUser(StackproofUser):
 
     @task
     def remote_write(self) -> None:
-        w = STATE.workload
+        w = self.workload
         if w.churn and time.monotonic() >= self.next_churn:
             self.next_churn += w.churn_interval
             self._churn()
@@ -199,15 +192,16 @@ class RemoteWriteUser(StackproofUser):
         self.send(self.payload.next(t, self.values, step), self.payload.samples, REMOTE_WRITE_HEADERS)
 
 
-class LokiPushUser(StackproofUser):
+class LogsPushUser(StackproofUser):
+    abstract = True
     signal = "logs"
-    name = "loki push"
+    name = REQUEST_NAMES[signal]
     FILLER = np.random.default_rng(7).integers(97, 123, 1 << 20, dtype=np.uint8).tobytes().decode()
 
     def on_start(self) -> None:
         super().on_start()
-        self.path = STATE.target.logs_push_path
-        w = STATE.workload
+        self.path = self.target.logs_push_path
+        w = self.workload
         self.stream_labels = [{**self.ident, "job": "stackproof-load", "stream": str(j),
                                **_label_values(j, w.stream_labels, w.cardinality)} for j in range(w.streams)]
         self.rng = np.random.default_rng(self.uid)
@@ -227,7 +221,7 @@ class LokiPushUser(StackproofUser):
 
     @task
     def push(self) -> None:
-        w = STATE.workload
+        w = self.workload
         t = max(time.time_ns(), self.last_ns + 1)
         lengths = self._lengths(w.lines)
         starts = self.rng.integers(0, len(self.FILLER) // 2, w.lines)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what stackproof needs from the system's package manager (Debian):
 # nginx for the gateway, shellcheck for the workflow lint. The Go toolchain must already be there (it builds
-# Cortex, Loki and Prometheus from their published Go modules).
+# Cortex, VictoriaLogs and Prometheus from their published Go modules).
 set -euo pipefail
 
 need=()
@@ -21,6 +21,6 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 if ! command -v go >/dev/null 2>&1; then
-  echo "stackproof: the Go toolchain is missing ('go' is not on PATH); it builds Cortex, Loki and Prometheus" >&2
+  echo "stackproof: the Go toolchain is missing ('go' is not on PATH); it builds Cortex, VictoriaLogs and Prometheus" >&2
   exit 1
 fi

@@ -1,18 +1,19 @@
 """The gateway's endpoints, one harmless request each: shared by the smoke and
-security suites."""
+security suites. The logs reads are the target's dialect's own (its reader
+lists them)."""
 
 from __future__ import annotations
 
 import time
 
+from harness.clients import logs_reader
 from harness.clients.logs import encode_push_json
 from harness.clients.metrics import REMOTE_WRITE_HEADERS, encode_write_request
 
 # name -> (method, url(target, now), body(now), headers): one request per
 # gateway endpoint that succeeds for any tenant and writes nothing others read
-# (Loki refuses a push without streams with 422, so the push carries one line
-# under a label no test reads)
-ENDPOINTS = {
+# (the push carries one line under a label no test reads)
+WRITE_AND_PROMQL = {
     "metrics write": ("POST", lambda t, now: t.metrics_write_url, lambda now: encode_write_request([]),
                       REMOTE_WRITE_HEADERS),
     "promql query": ("GET", lambda t, now: f"{t.metrics_query_url}/api/v1/query?query=vector(1)",
@@ -27,16 +28,18 @@ ENDPOINTS = {
     "logs push": ("POST", lambda t, now: t.logs_push_url,
                   lambda now: encode_push_json([({"job": "stackproof-smoke-endpoint"}, [(now * 10**9, "ping")])]),
                   {"Content-Type": "application/json"}),
-    "logql query_range": ("GET", lambda t, now: f"{t.logs_query_url}/query_range?query=" + '{job="none"}'
-                          + f"&start={now - 60}&end={now}", lambda now: None, {}),
-    "logql labels": ("GET", lambda t, now: f"{t.logs_query_url}/labels", lambda now: None, {}),
-    "logql series": ("GET", lambda t, now: f"{t.logs_query_url}/series?match[]=" + '{job="none"}',
-                     lambda now: None, {}),
 }
+
+
+def endpoint_names(target) -> list[str]:
+    return [*WRITE_AND_PROMQL, *logs_reader(target, None).endpoints(time.time_ns())]
 
 
 def request_endpoint(session, target, name: str):
     """Send the named endpoint's request with ``session`` (a tenant's, or anonymous)."""
-    method, url, body, headers = ENDPOINTS[name]
     now = int(time.time())
-    return session.request(method, url(target, now), data=body(now), headers=headers)
+    if name in WRITE_AND_PROMQL:
+        method, url, body, headers = WRITE_AND_PROMQL[name]
+        return session.request(method, url(target, now), data=body(now), headers=headers)
+    path, params = logs_reader(target, None).endpoints(time.time_ns())[name]
+    return session.get(f"{target.logs_query_url}/{path}", params=params)

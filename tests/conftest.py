@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -12,6 +13,14 @@ import pytest
 from harness.procs import proc_start_time
 
 REPO = Path(__file__).resolve().parent.parent
+NETGUARD = Path(__file__).resolve().parent / "netguard"
+
+# no outside name is resolved in this process, nor in any Python process a test
+# starts (they inherit PYTHONPATH): see netguard/sitecustomize.py
+_spec = importlib.util.spec_from_file_location("stackproof_netguard", NETGUARD / "sitecustomize.py")
+_spec.loader.exec_module(importlib.util.module_from_spec(_spec))
+
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(NETGUARD), os.environ.get("PYTHONPATH")) if p)
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ REGION = "eu-west-1"
 ACCESS_KEY = "AKIAMOTOSTACKPROOF01"
 SECRET_KEY = "sp-moto-secret-" + secrets.token_hex(12)
 # short waits: moto answers at once, and a regression should fail in seconds, not hang
-FAST = {"poll_delay": 0.01, "progress": lambda msg: None,
+FAST = {"poll_interval": 0.01, "progress": lambda msg: None,
         "timeouts": {key: 5 for key in ("vpc", "cluster_create", "nodegroup_create", "cluster_delete",
                                         "nodegroup_delete", "load_balancer_delete", "network_interface",
                                         "dependency", "iam_propagation", "namespace_delete")}}
@@ -54,8 +54,7 @@ CREATE_CALLS = [
     "ec2:ModifySubnetAttribute", "ec2:ModifySubnetAttribute",
     "ec2:CreateInternetGateway", "ec2:AttachInternetGateway",
     "ec2:CreateRouteTable", "ec2:CreateRoute", "ec2:AssociateRouteTable", "ec2:AssociateRouteTable",
-    "s3:CreateBucket", "s3:PutBucketTagging", "s3:PutPublicAccessBlock",  # cortex's bucket
-    "s3:CreateBucket", "s3:PutBucketTagging", "s3:PutPublicAccessBlock",  # loki's bucket
+    "s3:CreateBucket", "s3:PutBucketTagging", "s3:PutPublicAccessBlock",  # cortex's bucket, the only one
     "iam:CreateRole", "iam:AttachRolePolicy",
     "iam:CreateRole", "iam:AttachRolePolicy", "iam:AttachRolePolicy", "iam:AttachRolePolicy", "iam:PutRolePolicy",
     "eks:CreateCluster", "eks:DescribeCluster", "eks:DescribeCluster",
@@ -241,12 +240,12 @@ def test_create_kubeconfig_destroy_end_to_end(aws_env, proxy, inventory, moto_ur
     assert any(r.get("DestinationCidrBlock") == "0.0.0.0/0" and r.get("GatewayId") == igw["InternetGatewayId"]
                for r in rt["Routes"])
     assert sorted(a["SubnetId"] for a in rt["Associations"] if not a.get("Main")) == sorted(p.state["subnets"])
-    # one bucket per store, each tagged, in the region, public access blocked
+    # a bucket for each store that keeps its data in one: Cortex alone (VictoriaLogs keeps
+    # its data on its volume); tagged, in the region, public access blocked
     buckets = p.state["buckets"]
-    assert sorted(buckets) == ["cortex", "loki"] and buckets["cortex"] != buckets["loki"]
-    assert sorted(buckets.values()) == inventory.bucket_names(rid)
     account = p.state["account"]
-    assert buckets == {store: f"stackproof-{rid}-{account}-{REGION}-{store}" for store in ("cortex", "loki")}
+    assert buckets == {"cortex": f"stackproof-{rid}-{account}-{REGION}-cortex"}
+    assert sorted(buckets.values()) == inventory.bucket_names(rid)
     for store, bucket in buckets.items():
         check_tags(tagd(s3.get_bucket_tagging(Bucket=bucket)["TagSet"]), f"{store} bucket")
         assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] == REGION
@@ -267,7 +266,7 @@ def test_create_kubeconfig_destroy_end_to_end(aws_env, proxy, inventory, moto_ur
     if isinstance(inline, str):
         inline = json.loads(inline)
     arns = sorted(f"arn:aws:s3:::{b}" for b in buckets.values())
-    # both buckets, and nothing wider: no wildcard bucket, no other action
+    # exactly the bucket made, and nothing wider: no wildcard bucket, no other action
     granted = {(a, r) for st in inline["Statement"] for a in st["Action"] for r in
                (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])}
     assert all(st["Effect"] == "Allow" for st in inline["Statement"])
@@ -284,7 +283,7 @@ def test_create_kubeconfig_destroy_end_to_end(aws_env, proxy, inventory, moto_ur
     counts = inventory.count(rid)
     assert counts["vpcs"] == 1 and counts["subnets"] == 2 and counts["internet_gateways"] == 1
     assert counts["route_tables"] == 1 and counts["iam_roles"] == 2 and counts["attached_policies"] == 4
-    assert counts["eks_clusters"] == 1 and counts["nodegroups"] == 1 and counts["s3_buckets"] == 2
+    assert counts["eks_clusters"] == 1 and counts["nodegroups"] == 1 and counts["s3_buckets"] == 1
 
     # -- the kubeconfig and its EKS token ------------------------------------------------
     kc = p.kubeconfig()
@@ -325,9 +324,13 @@ def test_create_kubeconfig_destroy_end_to_end(aws_env, proxy, inventory, moto_ur
     elbv2.create_target_group(Name="k8s-gateway-tg", Protocol="HTTP", Port=80, VpcId=vpc["VpcId"])
     elb.create_load_balancer(LoadBalancerName="k8s-classic", Subnets=sn[:1], SecurityGroups=[sg_lb],
                              Listeners=[{"Protocol": "TCP", "LoadBalancerPort": 80, "InstancePort": 80}])
+    # the logs store's bucket of an older version (stores with their data on a volume have
+    # none now): a name the provider no longer makes, known by its run-id tag alone
+    cortex_bucket, old_bucket = buckets["cortex"], f"stackproof-{rid}-{account}-{REGION}-loki"
+    s3.create_bucket(Bucket=old_bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_bucket_tagging(Bucket=old_bucket, Tagging={"TagSet": s3.get_bucket_tagging(Bucket=cortex_bucket)["TagSet"]})
     # both buckets versioned, with versions, a delete marker and an unfinished multipart upload
-    cortex_bucket, loki_bucket = buckets["cortex"], buckets["loki"]
-    for bucket in (cortex_bucket, loki_bucket):
+    for bucket in (cortex_bucket, old_bucket):
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     for i in range(3):
         s3.put_object(Bucket=cortex_bucket, Key="tenant-a/01ABC/index", Body=b"v" * (i + 1))
@@ -335,11 +338,11 @@ def test_create_kubeconfig_destroy_end_to_end(aws_env, proxy, inventory, moto_ur
     s3.delete_object(Bucket=cortex_bucket, Key="tenant-a/gone")  # a delete marker over a version
     s3.create_multipart_upload(Bucket=cortex_bucket, Key="tenant-a/02ABC/chunks/000001")
     for i in range(2):
-        s3.put_object(Bucket=loki_bucket, Key="index/index_20000/tenant-a/db.gz", Body=b"i" * (i + 1))
-    s3.put_object(Bucket=loki_bucket, Key="tenant-a/chunk-gone", Body=b"c")
-    s3.delete_object(Bucket=loki_bucket, Key="tenant-a/chunk-gone")
-    s3.create_multipart_upload(Bucket=loki_bucket, Key="tenant-a/big-chunk")
-    assert [len(inventory.multipart_uploads(b)) for b in (cortex_bucket, loki_bucket)] == [1, 1]
+        s3.put_object(Bucket=old_bucket, Key="index/index_20000/tenant-a/db.gz", Body=b"i" * (i + 1))
+    s3.put_object(Bucket=old_bucket, Key="tenant-a/chunk-gone", Body=b"c")
+    s3.delete_object(Bucket=old_bucket, Key="tenant-a/chunk-gone")
+    s3.create_multipart_upload(Bucket=old_bucket, Key="tenant-a/big-chunk")
+    assert [len(inventory.multipart_uploads(b)) for b in (cortex_bucket, old_bucket)] == [1, 1]
     vpc_ids = [vpc["VpcId"]]
     before = inventory.count(rid, vpc_ids)
     assert before["network_interfaces"] == 1 and before["security_groups"] == 2 and before["load_balancers"] == 2
@@ -356,11 +359,11 @@ def test_create_kubeconfig_destroy_end_to_end(aws_env, proxy, inventory, moto_ur
     assert kinds["network-interface"] == 1 and kinds["security-group"] == 2 and kinds["target-group"] == 1
     assert kinds["load-balancer (elbv2)"] == 1 and kinds["load-balancer (elb)"] == 1
     emptied = {d["id"]: d["objects_deleted"] for d in deleted if d["kind"] == "s3-bucket"}
-    assert emptied == {cortex_bucket: 5, loki_bucket: 4}  # versions + delete marker (uploads aborted)
+    assert emptied == {cortex_bucket: 5, old_bucket: 4}  # versions + delete marker (uploads aborted)
     order = [d["kind"] for d in deleted]
     assert order.index("eks-nodegroup") < order.index("eks-cluster") < order.index("vpc")
     assert order.index("iam-role") > order.index("eks-cluster")
-    assert not p2.root.exists()
+    assert not p2.state_dir.exists()
     destroy_calls = Counter(p2.api_calls_by_phase["destroy"])
     # each bucket listed and emptied, its upload aborted, then deleted
     assert destroy_calls["s3:AbortMultipartUpload"] == 2 and destroy_calls["s3:DeleteBucket"] == 2
@@ -396,32 +399,31 @@ def test_destroy_works_from_tags_alone(aws_env, inventory):
     p = AWSProvider(run_id=rid, **FAST)
     p.create()
     vpcs = inventory.vpc_ids(rid)
-    shutil.rmtree(p.root)
+    shutil.rmtree(p.state_dir)
     assert _total(inventory.count(rid)) > 0
     deleted = AWSProvider(run_id=rid, **FAST).destroy()
-    assert len(deleted) == 11  # nodegroup, cluster, 2 buckets, 2 roles, route table, 2 subnets, IGW, VPC
+    assert len(deleted) == 10  # nodegroup, cluster, bucket, 2 roles, route table, 2 subnets, IGW, VPC
     assert sorted(d["id"] for d in deleted if d["kind"] == "s3-bucket") == sorted(p.state["buckets"].values())
     assert _total(inventory.count(rid, vpcs)) == 0
 
 
-def test_janitor_finds_an_untagged_second_bucket_by_name(aws_env, proxy, inventory):
-    """A create that failed between loki's bucket and its tags, its state lost: the
-    janitor (by run id) still finds both buckets, the untagged one by its name."""
+def test_janitor_finds_an_untagged_bucket_by_name(aws_env, proxy, inventory):
+    """A create that failed between the bucket and its tags, its state lost: the
+    janitor (by run id) still finds the untagged bucket by its name."""
     from harness.providers.aws import janitor
 
     AWSProvider = _aws()
     rid = _run_id("untag")
-    proxy.arm("s3:PutBucketTagging", 2)
+    proxy.arm("s3:PutBucketTagging", 1)
     p = AWSProvider(run_id=rid, **FAST)
     with pytest.raises(StackproofError, match="tag S3 bucket stackproof-"):
         p.create()
     proxy.disarm()
-    loki = p.state["buckets"]["loki"]
     with pytest.raises(inventory.s3.exceptions.ClientError):
-        inventory.s3.get_bucket_tagging(Bucket=loki)  # never tagged
+        inventory.s3.get_bucket_tagging(Bucket=p.state["buckets"]["cortex"])  # never tagged
     vpcs = inventory.vpc_ids(rid)
-    shutil.rmtree(p.root)
-    assert inventory.count(rid, vpcs)["s3_buckets"] == 2
+    shutil.rmtree(p.state_dir)
+    assert inventory.count(rid, vpcs)["s3_buckets"] == 1
     done = janitor(None, rid, False, None, **FAST)
     assert sorted(r["id"] for r in done if r["kind"] == "s3-bucket") == sorted(p.state["buckets"].values())
     assert {r["action"] for r in done} == {"deleted"}
@@ -446,6 +448,47 @@ def test_destroy_also_removes_the_shared_bucket_of_older_versions(aws_env, inven
     deleted = Provider(run_id=rid, **FAST).destroy()
     assert deleted == [{"kind": "s3-bucket", "id": legacy, "objects_deleted": 1}]
     assert inventory.bucket_names(rid) == []
+
+
+def test_janitor_deletes_a_tagged_bucket_of_a_store_that_no_longer_has_one(aws_env, inventory):
+    """An older version's run, crashed, left only its logs store's bucket (the logs
+    store keeps its data on a volume now, so no name the provider makes matches it):
+    the janitor finds it by its tags and deletes it, emptied. Beside it, under the
+    same run's name prefix, an untagged bucket and one tagged with another run are
+    not the run's and stay."""
+    from harness.providers.aws import janitor
+
+    s3, rid = inventory.s3, _run_id("oldlogs")
+    account = inventory.sts.get_caller_identity()["Account"]
+    stamp = lambda dt: dt.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    past = datetime.now(timezone.utc) - timedelta(hours=1)
+    tags = {"stackproof:managed": "true", "stackproof:run-id": rid, "stackproof:owner": "ci-bot@example.org",
+            "stackproof:expires": stamp(past), "stackproof:created": stamp(past - timedelta(hours=6)),
+            "stackproof:region": REGION}
+    old = f"stackproof-{rid}-{account}-{REGION}-loki"
+    untagged, others = f"stackproof-{rid}-{account}-{REGION}-notes", f"stackproof-{rid}-{account}-{REGION}-other"
+    for bucket, tagset in ((old, tags), (untagged, None), (others, {**tags, "stackproof:run-id": "another-run"})):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        if tagset:
+            s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": k, "Value": v}
+                                                                     for k, v in tagset.items()]})
+    s3.put_object(Bucket=old, Key="tenant-a/chunk", Body=b"c")
+    try:
+        dry = janitor(None, None, True, None, **FAST)
+        assert [(r["kind"], r["id"], r["run_id"], r["action"]) for r in dry if r["run_id"] == rid] == [
+            ("s3-bucket", old, rid, "would delete")]
+        assert inventory.bucket_names(rid) == sorted([old, untagged, others])  # a dry run deletes nothing
+        done = [r for r in janitor(None, None, False, None, **FAST) if r["run_id"] == rid]
+        assert done == [{"kind": "s3-bucket", "id": old, "objects_deleted": 1, "run_id": rid,
+                         "expires": tags["stackproof:expires"], "action": "deleted"}]
+        assert inventory.bucket_names(rid) == sorted([untagged, others])
+    finally:
+        for bucket in (old, untagged, others):
+            try:
+                s3.delete_object(Bucket=bucket, Key="tenant-a/chunk")
+                s3.delete_bucket(Bucket=bucket)
+            except s3.exceptions.ClientError:
+                pass
 
 
 # -- fault injection at every create call ------------------------------------------------
@@ -486,7 +529,7 @@ def test_create_resumes_after_a_failed_step(aws_env, proxy, inventory):
     p.create()
     assert "ec2:CreateVpc" not in p.api_calls and p.api_calls["eks:CreateCluster"] == 1
     c = inventory.count(rid)
-    assert (c["vpcs"], c["subnets"], c["iam_roles"], c["eks_clusters"], c["s3_buckets"]) == (1, 2, 2, 1, 2)
+    assert (c["vpcs"], c["subnets"], c["iam_roles"], c["eks_clusters"], c["s3_buckets"]) == (1, 2, 2, 1, 1)
     p.destroy()
     assert _total(inventory.count(rid)) == 0
 
@@ -509,7 +552,7 @@ def test_wait_timeout_is_one_line_and_destroy_waits_for_a_creating_cluster(aws_e
     creating = (200, {"Content-Type": "application/json"},
                 json.dumps({"cluster": {"name": f"stackproof-{rid}", "status": "CREATING"}}).encode())
     proxy.arm("eks:DescribeCluster", 1, reply=creating)
-    p = AWSProvider(run_id=rid, timeouts={"cluster_create": 0.2}, poll_delay=0.02, progress=lambda m: None)
+    p = AWSProvider(run_id=rid, timeouts={"cluster_create": 0.2}, poll_interval=0.02, progress=lambda m: None)
     with pytest.raises(StackproofError) as err:
         p.create()
     proxy.disarm()
@@ -519,7 +562,7 @@ def test_wait_timeout_is_one_line_and_destroy_waits_for_a_creating_cluster(aws_e
     # destroy meets the cluster still CREATING (discovery, status, first wait): it waits, then deletes
     said: list[str] = []
     proxy.arm("eks:DescribeCluster", 1, reply=creating, times=3)
-    deleted = AWSProvider(run_id=rid, poll_delay=0.02, progress=said.append).destroy()
+    deleted = AWSProvider(run_id=rid, poll_interval=0.02, progress=said.append).destroy()
     proxy.disarm()
     assert any("is CREATING: waiting before deleting it" in s for s in said)
     assert {"kind": "eks-cluster", "id": f"stackproof-{rid}"} in deleted
@@ -578,7 +621,7 @@ def test_deploy_hands_the_cluster_to_the_deployer(aws_env, inventory, tmp_path):
     assert d.namespace == f"stackproof-{rid}"
     buckets = p.state["buckets"]
     assert d.storage == {"type": "s3", "bucket": buckets["cortex"], "buckets": buckets, "region": REGION}
-    assert buckets["cortex"] != buckets["loki"]
+    assert list(buckets) == ["cortex"]  # VictoriaLogs keeps its data on its volume: no bucket
     assert d.labels["stackproof/run-id"] == rid and d.labels["app.kubernetes.io/managed-by"] == "stackproof"
     assert d.labels["stackproof/owner"] == "ci-bot_example.org"  # a valid label value
     assert d.kubeconfig["clusters"][0]["cluster"]["server"] == p.state["cluster"]["endpoint"]
@@ -620,7 +663,7 @@ def test_janitor_cleans_a_crashed_run_and_spares_a_fresh_one(aws_env, proxy, inv
     # create in a subprocess, held at CreateCluster, then SIGKILLed: a real crash
     rule = proxy.hold("eks:CreateCluster")
     script = ("from datetime import timedelta\nfrom harness.providers.aws import AWSProvider\n"
-              f"AWSProvider(run_id={crashed!r}, ttl=timedelta(hours=-1), poll_delay=0.01).create()\n")
+              f"AWSProvider(run_id={crashed!r}, ttl=timedelta(hours=-1), poll_interval=0.01).create()\n")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=os.environ.copy(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -633,7 +676,7 @@ def test_janitor_cleans_a_crashed_run_and_spares_a_fresh_one(aws_env, proxy, inv
     shutil.rmtree(Path(aws_env["state"]) / f"aws-{crashed}")  # and its state is lost
     crashed_vpcs = inventory.vpc_ids(crashed)
     left = inventory.count(crashed, crashed_vpcs)
-    assert left["vpcs"] == 1 and left["iam_roles"] == 2 and left["s3_buckets"] == 2 and left["eks_clusters"] == 0
+    assert left["vpcs"] == 1 and left["iam_roles"] == 2 and left["s3_buckets"] == 1 and left["eks_clusters"] == 0
 
     fresh = _run_id("fresh")
     AWSProvider(run_id=fresh, **FAST).create()  # expires in 6 h
@@ -643,7 +686,7 @@ def test_janitor_cleans_a_crashed_run_and_spares_a_fresh_one(aws_env, proxy, inv
     assert dry and {r["run_id"] for r in dry} == {crashed}
     assert {r["action"] for r in dry} == {"would delete"}
     assert Counter(r["kind"] for r in dry) == Counter({"subnet": 2, "iam-role": 2, "vpc": 1, "internet-gateway": 1,
-                                                       "route-table": 1, "s3-bucket": 2})
+                                                       "route-table": 1, "s3-bucket": 1})
     assert all(r["expires"] and r["expires"] < datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
                for r in dry)
     assert inventory.count(crashed, crashed_vpcs) == left  # a dry run deletes nothing
@@ -659,10 +702,10 @@ def test_janitor_cleans_a_crashed_run_and_spares_a_fresh_one(aws_env, proxy, inv
     assert janitor(None, None, True, None, now=later, **FAST) == []  # an hour on, still not expired
     by_age = janitor(timedelta(minutes=30), None, True, None, now=later, **FAST)
     assert {r["run_id"] for r in by_age} == {fresh}  # but older than 30 minutes
-    assert len(by_age) == 11
+    assert len(by_age) == 10
     by_run = janitor(None, fresh, False, None, **FAST)  # everything of one run, expired or not
-    assert {r["action"] for r in by_run} == {"deleted"} and len(by_run) == 11
-    assert sum(r["kind"] == "s3-bucket" for r in by_run) == 2
+    assert {r["action"] for r in by_run} == {"deleted"} and len(by_run) == 10
+    assert sum(r["kind"] == "s3-bucket" for r in by_run) == 1
     assert _total(inventory.count(fresh)) == 0
     assert janitor(None, None, False, None, **FAST) == []  # nothing left to do
     FIGURES["janitor"] = {"dry run (crashed run)": dict(Counter(r["kind"] for r in dry)),
@@ -708,27 +751,36 @@ def test_bad_input_is_one_line(aws_env, monkeypatch):
     # the longest the nightly workflow makes: nightly-<run number>-<attempt>-<provider>-<suite>
     longest = AWSProvider(run_id="nightly-999999999999-10-aws-conformance", region=REGION)
     names = longest.names.buckets("123456789012", "ap-southeast-2")
-    assert all(len(n) <= 63 for n in names.values()) and names["cortex"] != names["loki"]
+    assert list(names) == ["cortex"] and all(len(n) <= 63 for n in names.values())
     assert get_provider("aws", run_id="a" * 41).run_id == "a" * 41
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     with pytest.raises(ConfigError, match=r"^aws: no region"):
         AWSProvider(run_id="x1")
     assert isinstance(get_provider("aws", run_id="x1", region=REGION), AWSProvider)
+    with pytest.raises(ConfigError, match=r"^aws: unknown timeout deploi \(known: vpc, .*deploy\)$"):
+        AWSProvider(run_id="x1", region=REGION, timeouts={"deploi": 60})
 
 
 def test_bucket_names_fit_and_name_their_run():
-    """One bucket per store, each name within S3's 63 and ending in its store; the
-    janitor recognises a run's bucket by name when its tags never got written
-    (the shared bucket of older versions too)."""
+    """One bucket per store that keeps its data in one, each name within S3's 63 and
+    ending in its store; the janitor recognises a run's bucket by name when its tags
+    never got written (the shared bucket of older versions too). A store with its
+    data on a volume has no bucket, and a bucket of any other name is the run's by
+    its tags alone."""
+    from harness.components import LOGS_STORE, by_role
     from harness.providers.aws import Names, _bucket_run_id, max_run_id_length
+
+    with pytest.raises(ValueError, match=r"^aws: store 'victorialogs' has no bucket \(stores with one: cortex\)$"):
+        Names("stackproof", "r1").bucket("123456789012", REGION, by_role(LOGS_STORE).name)
+    assert _bucket_run_id(f"stackproof-r1-123456789012-{REGION}-loki", "stackproof", "123456789012", REGION) is None
 
     assert max_run_id_length() == 41 and max_run_id_length("sp") == 49
     for rid in ("sp0123456789", "nightly-999999999999-10-aws-conformance", "a" * 41, "x-cortex"):
         for region in ("us-east-1", "ap-southeast-2"):
             names = Names("stackproof", rid)
             got = names.buckets("123456789012", region)
-            assert sorted(got) == ["cortex", "loki"] and got["cortex"] != got["loki"]
+            assert list(got) == ["cortex"]
             for store, name in got.items():
                 assert len(name) <= 63 and name.startswith(f"stackproof-{rid}-")
                 assert name.endswith(f"-{store}") or name.endswith(f"-{store[0]}")

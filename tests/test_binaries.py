@@ -160,12 +160,13 @@ def test_archive_with_wrong_checksum_is_refused_and_not_installed(tmp_path, arch
 def test_go_missing_says_so_and_how_to_proceed(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("STACKPROOF_ALLOW_DOWNLOAD", raising=False)
-    spec = BinarySpec("loki", go=GoRecipe("github.com/grafana/loki/v3", "github.com/grafana/loki/v3/cmd/loki"))
+    spec = BinarySpec("victoria-logs", go=GoRecipe("github.com/VictoriaMetrics/VictoriaLogs",
+                                                   "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs"))
     with pytest.raises(StackproofError) as ei:
-        BinaryResolver(tmp_path / "cache").resolve(spec, "v3.7.8")
+        BinaryResolver(tmp_path / "cache").resolve(spec, "v1.52.2")
     msg = str(ei.value)
-    assert "cannot build loki v3.7.8: the Go toolchain is missing" in msg
-    assert "STACKPROOF_BIN_LOKI" in msg and "\n" not in msg
+    assert "cannot build victoria-logs v1.52.2: the Go toolchain is missing" in msg
+    assert "STACKPROOF_BIN_VICTORIA_LOGS" in msg and "\n" not in msg
 
 
 def test_override_env_var(tmp_path, monkeypatch):

@@ -8,8 +8,9 @@ and it must find the faults in a deliberately broken workflow. Then the shape
 the project promises is checked on the parsed YAML: the nightly matrix, a
 timeout on every job that leaves the teardown its time, teardown and uploads
 that always run, the janitor after the matrix and on a schedule,
-``id-token: write`` only where OIDC is used, pinned actions, and commands that
-name only options, targets, extras and paths that exist.
+``id-token: write`` only where OIDC is used, pinned actions, commands that
+name only options, targets, extras and paths that exist, and no AGPL system
+(the project never builds or deploys one).
 """
 
 from __future__ import annotations
@@ -287,6 +288,19 @@ def test_every_workflow_says_what_it_is_for_and_where_it_goes():
         header = list(itertools.takewhile(lambda line: line.startswith("#"), path.read_text().splitlines()))
         assert len(header) >= 2, f"{name}: no comment at the top saying what it is for"
         assert "Copy to .github/workflows/" in " ".join(header), f"{name}: header does not say where it goes"
+
+
+# AGPL-licensed systems: stackproof never builds, caches or deploys them (they can
+# only be a target a user already runs), so no workflow names one
+AGPL = ("loki", "mimir", "grafana", "tempo", "k6")
+
+
+def test_the_workflows_name_no_agpl_system():
+    pattern = re.compile(rf"\b({'|'.join(AGPL)})\b", re.IGNORECASE)
+    assert pattern.search("builds Loki v3 and caches grafana/k6")  # the pattern sees them
+    for name, path in WORKFLOWS.items():
+        found = sorted({m.group(0).lower() for m in pattern.finditer(path.read_text())})
+        assert not found, f"{name} names {', '.join(found)}: AGPL, never built or deployed by stackproof"
 
 
 def _matrix_job(doc: dict) -> tuple[str, dict]:

@@ -50,7 +50,7 @@ def test_run_with_a_malformed_target_file(tmp_path):
 def test_run_with_an_unreachable_existing_target(tmp_path):
     t = tmp_path / "t.yaml"
     t.write_text("name: gone\ngateway_url: https://127.0.0.1:9\ntenants:\n"
-                 "  - {name: a, token: x1}\n  - {name: b, token: x2}\n")
+                 "  - {name: a, token: x1, account_id: 1}\n  - {name: b, token: x2, account_id: 2}\n")
     r = run_cli("run", "--provider", "existing", "--target-file", str(t), "--results", str(tmp_path / "res"))
     assert r.returncode == 2
     assert "gateway https://127.0.0.1:9 is unreachable" in r.stderr.strip().splitlines()[-1]

@@ -128,6 +128,9 @@ def test_bad_configuration_is_one_line_naming_the_thing(double):
         p.create()
     with pytest.raises(ConfigError, match="no location"):
         provider("cfg-3", locations=[]).create()
+    with pytest.raises(ConfigError, match=r"^gcp: unknown timeout operaton \(known: operation, deploy, "
+                                          r"namespace_delete\)$"):
+        provider("cfg-4", timeouts={"operaton": 1})
     assert double.requests == []
 
 
@@ -151,9 +154,10 @@ def test_create_deploy_destroy_end_to_end(double, state_dir):
         LABEL_MANAGED: "true", LABEL_OWNER: "jane_doe_example_com", LABEL_RUN_ID: "e2e-1"}
     expires = parse_expiry(labels[LABEL_EXPIRES])
     assert timedelta(hours=6) - timedelta(seconds=5) <= expires - started <= timedelta(hours=6, seconds=60)
-    # one bucket per store in the cluster's region, same labels, private
+    # a bucket for each store that keeps its data in one: Cortex alone (VictoriaLogs keeps
+    # its data on its volume); in the cluster's region, same labels, private
     names = p.bucket_names
-    assert sorted(double.buckets) == sorted(names.values()) and names["cortex"] != names["loki"]
+    assert list(names) == ["cortex"] and sorted(double.buckets) == sorted(names.values())
     for store, bname in names.items():
         assert bname.startswith("stackproof-e2e-1-") and bname.endswith(f"-{store}")
         bucket = double.buckets[bname]
@@ -178,13 +182,14 @@ def test_create_deploy_destroy_end_to_end(double, state_dir):
     assert ctx["namespace"] == "stackproof-e2e-1" and kc["kind"] == "Config"
 
     # deploy hands the kubeconfig, namespace, bucket and labels to the deployer
-    release = Release("2026.10", {"cortex": "v1.19.0", "loki": "v3.5.0", "prometheus": "v3.5.0", "gateway": "1.26"})
+    release = Release("2026.10", {"cortex": "v1.19.0", "victorialogs": "v1.24.0", "prometheus": "v3.5.0",
+                                  "gateway": "1"})
     target = p.deploy(release)
     [dep] = RecordingDeployer.made
     assert dep.calls == ["deploy 2026.10"]
     assert dep.kubeconfig == kc and dep.namespace == "stackproof-e2e-1"
     assert dep.storage == {"type": "gcs", "bucket": names["cortex"], "buckets": names} and dep.labels == labels
-    assert target.provider == "gcp"
+    assert (target.provider, target.release) == ("gcp", "2026.10")
     target_file = p.state_dir / "target.yaml"
     assert stat.S_IMODE(target_file.stat().st_mode) == 0o600
     p.upgrade(release)
@@ -196,11 +201,15 @@ def test_create_deploy_destroy_end_to_end(double, state_dir):
     arts = p.collect_artifacts(state_dir / "artifacts")
     assert TOKEN not in "".join(a.read_text() for a in arts) and "secret-a" not in arts[-1].read_text()
 
-    # destroy: namespace first, then cluster, then both buckets (each emptied first)
+    # destroy: namespace first, then cluster, then the buckets (each emptied first): the
+    # run's, and the logs store's bucket of an older version, a name no longer made,
+    # known by its labels alone
+    old = names["cortex"].removesuffix("-cortex") + "-loki"
+    double.seed_bucket(PROJECT, old, labels=labels)
     for i in range(3):
         double.put_object(names["cortex"], f"tenant-a/blocks/{i}/meta.json", b"{}")
     for i in range(2):
-        double.put_object(names["loki"], f"index/index_2000{i}/tenant-a.tsdb.gz", b"x")
+        double.put_object(old, f"tenant-a/chunks/{i}", b"x")
     before, mark = p.api_calls.snapshot(), len(double.requests)
     p.destroy()
     destroy_calls = p.api_calls.diff(p.api_calls.snapshot(), before)
@@ -209,8 +218,7 @@ def test_create_deploy_destroy_end_to_end(double, state_dir):
     assert not p.state_dir.exists()
     w = writes(double, mark)
     cluster_gone = w.index(f"DELETE /v1/projects/{PROJECT}/locations/{ZA}/clusters/stackproof-e2e-1")
-    for bname, obj in ((names["cortex"], "tenant-a/blocks/0/meta.json"),
-                       (names["loki"], "index/index_20000/tenant-a.tsdb.gz")):
+    for bname, obj in ((names["cortex"], "tenant-a/blocks/0/meta.json"), (old, "tenant-a/chunks/0")):
         emptied, deleted = w.index(f"DELETE /storage/v1/b/{bname}/o/{obj}"), w.index(f"DELETE /storage/v1/b/{bname}")
         assert cluster_gone < emptied < deleted
     assert destroy_calls["gcs.objects.delete"] == 5 and destroy_calls["gcs.buckets.delete"] == 2
@@ -255,7 +263,7 @@ def test_long_run_ids_fit_every_name(double):
             assert all(b.endswith(f"-{s}") for s, b in p.bucket_names.items())
             clusters.add(p.cluster_name)
             buckets |= set(p.bucket_names.values())
-        assert len(clusters) == len(ids) and len(buckets) == 2 * len(ids)
+        assert len(clusters) == len(ids) and len(buckets) == len(ids)  # one bucket a run: Cortex's
     assert fit_name("stackproof-short", 40) == "stackproof-short"  # short names as before
     p = provider(nightly, locations=[ZA])
     p.create()  # the double checks the names as GKE and GCS would
@@ -314,12 +322,12 @@ def test_other_errors_are_not_retried(double, kind, words):
 
 def test_operation_wait_is_bounded_and_destroy_waits_out_a_running_create(double):
     double.polls_to_done = 10_000  # the create never finishes while we wait
-    p = provider("slow-1", operation_timeout=0.2)
+    p = provider("slow-1", timeouts={"operation": 0.2})
     with pytest.raises(StackproofError, match=r"gcp create cluster stackproof-slow-1 in us-central1-a: operation "
                                               r"operation-\S+ not done after 0.2 s \(still RUNNING\)"):
         p.create()
     double.polls_to_done = 2
-    p.operation_timeout = 30
+    p.timeouts["operation"] = 30
     p.destroy()  # the delete is refused while the create runs: waits for it, then deletes
     assert double.clusters == {}
     path = f"/v1/projects/{PROJECT}/locations/{ZA}/clusters/stackproof-slow-1"
@@ -333,6 +341,9 @@ def test_janitor_deletes_expired_leftovers_only(double):
     crashed = provider("crashed-1", ttl=timedelta(hours=1))
     crashed.create()
     shutil.rmtree(crashed.state_dir)  # the run died: no state, no destroy
+    # and an older version made it a bucket for its logs store too: known by its labels alone
+    old = crashed.bucket_name("cortex").removesuffix("-cortex") + "-loki"
+    double.seed_bucket(PROJECT, old, labels=crashed.labels)
     live = provider("live-1", ttl=timedelta(hours=6), locations=[ZB])
     live.create()
     double.seed_cluster(PROJECT, ZA, "not-ours", labels={"team": "x"})
@@ -345,23 +356,22 @@ def test_janitor_deletes_expired_leftovers_only(double):
     assert [(r["kind"], r["name"], r["run_id"], r["reason"], r["action"]) for r in dry] == [
         ("cluster", "stackproof-crashed-1", "crashed-1", "expired", "would delete"),
         ("bucket", crashed.bucket_name("cortex"), "crashed-1", "expired", "would delete"),
-        ("bucket", crashed.bucket_name("loki"), "crashed-1", "expired", "would delete")]
+        ("bucket", old, "crashed-1", "expired", "would delete")]
     assert parse_expiry(format_expiry(dt.datetime.fromisoformat(dry[0]["expires"]))) < later
 
     done = janitor(None, None, False, PROJECT, None, **opts)
     assert [(r["kind"], r["name"], r["action"]) for r in done] == [
         ("cluster", "stackproof-crashed-1", "deleted"), ("bucket", crashed.bucket_name("cortex"), "deleted"),
-        ("bucket", crashed.bucket_name("loki"), "deleted")]
+        ("bucket", old, "deleted")]
     assert sorted(k[2] for k in double.clusters) == ["not-ours", "stackproof-live-1"]
     assert sorted(double.buckets) == sorted(live.bucket_names.values())
 
     # the unexpired run: not by age unless asked, yes by its run id
     assert janitor(timedelta(hours=1), None, True, PROJECT, [ZB], poll_interval=0.01, progress=Say()) == []
     assert [r["reason"] for r in janitor(timedelta(hours=1), None, True, PROJECT, [ZB], **opts)] == \
-        ["older than 1:00:00"] * 3
+        ["older than 1:00:00"] * 2
     gone = janitor(None, "live-1", False, PROJECT, None, poll_interval=0.01, progress=Say())
-    assert [(r["kind"], r["action"]) for r in gone] == [("cluster", "deleted"), ("bucket", "deleted"),
-                                                         ("bucket", "deleted")]
+    assert [(r["kind"], r["action"]) for r in gone] == [("cluster", "deleted"), ("bucket", "deleted")]
     assert list(double.clusters) == [(PROJECT, ZA, "not-ours")] and double.buckets == {}
 
 
@@ -386,10 +396,10 @@ def test_janitor_command_line(double, monkeypatch):
     monkeypatch.setenv("STACKPROOF_GCP_POLL_INTERVAL", "0.01")
     r = run_cli("janitor", "--provider", "gcp", "--project", PROJECT, "--run-id", "cli-1", "--dry-run")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("would delete") == 3 and "stackproof-cli-1" in r.stdout
-    assert len(double.clusters) == 1 and len(double.buckets) == 2
+    assert r.stdout.count("would delete") == 2 and "stackproof-cli-1" in r.stdout
+    assert len(double.clusters) == 1 and len(double.buckets) == 1
     r = run_cli("janitor", "--provider", "gcp", "--project", PROJECT, "--older-than", "6h")
     assert r.returncode == 0 and "nothing of stackproof's to delete" in r.stdout, r.stdout + r.stderr
     r = run_cli("janitor", "--provider", "gcp", "--project", PROJECT, "--run-id", "cli-1")
-    assert r.returncode == 0 and r.stdout.count("deleted") == 3, r.stdout + r.stderr
+    assert r.returncode == 0 and r.stdout.count("deleted") == 2, r.stdout + r.stderr
     assert double.clusters == {} and double.buckets == {}

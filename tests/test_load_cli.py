@@ -89,22 +89,26 @@ def test_capacity_search_steps_up_and_reports_the_last_step_that_held(load_platf
     assert "capacity:" in r.stdout and "samples/s" in r.stdout
 
 
-def test_completeness_check_sees_missing_and_extra_data(load_platform, tmp_path):
-    """The checker can fail: claim one more accepted sample than was written, or one fewer."""
+@pytest.mark.parametrize("signal, knob", [("metrics", "--series"), ("logs", "--lines")])
+def test_completeness_check_sees_missing_and_extra_data(load_platform, tmp_path, signal, knob):
+    """The checker can fail: claim one more accepted sample or line than was written, or one fewer."""
     target, env = load_platform
-    r, rec = load(env, tmp_path, "--profile", "smoke", "--users", "1", "--duration", "3s", "--series", "10",
-                  "--p99-ms", "5000")
+    r, rec = load(env, tmp_path, "--profile", "smoke", "--signal", signal, "--users", "1", "--duration", "3s",
+                  knob, "10", "--p99-ms", "5000")
     assert r.returncode == 0, r.stdout + r.stderr[-2000:]
     w = Workload(**rec["workload"])
-    s = rec["steps"][0]["signals"]["metrics"]
+    s = rec["steps"][0]["signals"][signal]
     since = rec["steps"][0]["started"]
-    c = {"metrics": {**zero_counts()["metrics"], "accepted": s["accepted"] + 1}}
-    got = completeness(target, w, c, since, timeout=2)["metrics"]
+    assert s["stored"] == s["accepted"] > 0, s
+
+    def check(accepted: int, unsure: int = 0) -> dict:
+        return completeness(target, w, {signal: {**zero_counts()[signal], "accepted": accepted, "unsure": unsure}},
+                            since, timeout=2)[signal]
+
+    got = check(s["accepted"] + 1)
     assert not got["complete"] and got["lost"] == 1 and got["stored"] == s["accepted"]
-    c = {"metrics": {**zero_counts()["metrics"], "accepted": s["accepted"] - 1}}
-    assert not completeness(target, w, c, since, timeout=2)["metrics"]["complete"], "one extra stored sample"
-    c = {"metrics": {**zero_counts()["metrics"], "accepted": s["accepted"] - 1, "unsure": 10}}
-    assert completeness(target, w, c, since, timeout=2)["metrics"]["complete"], "an unsure request may be stored"
+    assert not check(s["accepted"] - 1)["complete"], "one extra stored item"
+    assert check(s["accepted"] - 1, unsure=10)["complete"], "an unsure request may be stored"
 
 
 def test_bad_knobs_get_one_line_errors(tmp_path):

@@ -1,4 +1,4 @@
-"""The local provider with real Cortex, Loki, nginx and Prometheus processes:
+"""The local provider with real Cortex, VictoriaLogs, nginx and Prometheus processes:
 start, status, restart on the same data, and every bad-input case leaving
 nothing running."""
 
@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.clients import LokiClient, PromQLClient, RemoteWriteClient, poll_until
-from harness.clients.logs import logql_selector
+from harness.clients import LogsPush, PromQLClient, RemoteWriteClient, Select, logs_reader, poll_until
 from harness.clients.metrics import selector
 from harness.providers import LocalProvider
 from harness.releases import Catalog
@@ -57,7 +56,7 @@ def test_up_status_down(state_dir, platform):
     assert st.returncode == 0, st.stdout
     status = json.loads(st.stdout)
     assert status["state"] == "running"
-    assert set(status["components"]) == {"cortex", "loki", "gateway", "prometheus"}
+    assert set(status["components"]) == {"cortex", "victorialogs", "gateway", "prometheus"}
     assert all(c["ready"] for c in status["components"].values())
     assert status["components"]["cortex"]["version"] == Catalog.load().get().version("cortex")
 
@@ -93,16 +92,16 @@ def test_port_taken_is_refused_and_nothing_runs(state_dir):
 
 
 def test_component_that_fails_to_start_shows_its_log_and_stops_the_others(state_dir, tmp_path):
-    broken = tmp_path / "loki"
-    broken.write_text("#!/bin/sh\necho 'level=error msg=\"boom: this loki cannot start\"' >&2\nexit 1\n")
+    broken = tmp_path / "victoria-logs"
+    broken.write_text("#!/bin/sh\necho 'FATAL: boom: this logs store cannot start' >&2\nexit 1\n")
     broken.chmod(0o755)
-    r = run_cli("up", env={"STACKPROOF_BIN_LOKI": str(broken)})
+    r = run_cli("up", env={"STACKPROOF_BIN_VICTORIA_LOGS": str(broken)})
     assert r.returncode == 2
-    assert "stackproof: error: loki exited during start-up with code 1" in r.stderr
-    assert "boom: this loki cannot start" in r.stderr  # the last log lines
+    assert "stackproof: error: victorialogs exited during start-up with code 1" in r.stderr
+    assert "boom: this logs store cannot start" in r.stderr  # the last log lines
     assert "stopping what was started" in r.stderr
     pids = _pids(state_dir)
-    assert pids, "cortex was started before loki"
+    assert pids, "cortex was started before victorialogs"
     assert not any(pid_alive(p) for p in pids)
 
 
@@ -127,7 +126,8 @@ def test_nginx_missing(state_dir):
 
 
 def test_restart_components_on_the_same_data(state_dir):
-    """Graceful restart of Cortex and kill -9 of Loki: what was written is still there."""
+    """Graceful restart of the metrics store and kill -9 of the logs store, after
+    the logs store's flush interval: what was written is still there."""
     provider = LocalProvider("restart")
     target = provider.deploy(Catalog.load().get())
     try:
@@ -136,21 +136,23 @@ def test_restart_components_on_the_same_data(state_dir):
         labels = {"__name__": "stackproof_restart_test", "run": str(t_ms)}
         assert RemoteWriteClient(target, tenant).write([(labels, [(t_ms, 42.0)])]).status_code == 200
         stream = {"job": "restart-test", "run": str(t_ms)}
-        assert LokiClient(target, tenant).push_json([(stream, [(t_ms * 1_000_000, "before restart")])]
-                                                     ).status_code == 204
+        assert LogsPush(target, tenant).push_json([(stream, [(t_ms * 1_000_000, "before restart")])]
+                                                   ).status_code == 204
+        reader = logs_reader(target, tenant)
+        sel, lo, hi = Select.of(stream), (t_ms - 60_000) * 10**6, (t_ms + 60_000) * 10**6
+        assert poll_until(lambda: reader.entries(sel, lo, hi), bool, timeout=30).ok
+        time.sleep(target.durability["logs"].crash_loss_seconds)  # past the window a crash may lose
         old_pid = provider.procs["cortex"].pid
-        provider.restart_component("cortex")
+        provider.restart_component("metrics-store")
         assert provider.procs["cortex"].pid != old_pid
-        provider.kill_component("loki")
-        provider.start_component("loki")
+        provider.kill_component("logs-store")
+        provider.start_component("logs-store")
 
         promql = PromQLClient(target, tenant)
         vis = poll_until(lambda: promql.query(selector(labels) + "[10m]", t_ms / 1000 + 1), bool, timeout=60)
         assert vis.ok, vis.detail
         assert vis.value[0]["values"] == [[t_ms / 1000, "42"]]
-        loki = LokiClient(target, tenant)
-        vis = poll_until(lambda: loki.entries(logql_selector(stream), (t_ms - 60_000) * 10**6,
-                                              (t_ms + 60_000) * 10**6), bool, timeout=60)
+        vis = poll_until(lambda: reader.entries(sel, lo, hi), bool, timeout=60)
         assert vis.ok, vis.detail
         assert vis.value == [(t_ms * 1_000_000, "before restart")]
     finally:
@@ -194,6 +196,5 @@ def test_built_binaries_report_their_release_version():
     release = Catalog.load().get()
     for c, version in release_builds(release):
         path = BinaryResolver().resolve(c.spec, version).path
-        out = subprocess.run([str(path), "-version" if c.name != "prometheus" else "--version"],
-                             capture_output=True, text=True, timeout=60)
-        assert f"version {version} " in out.stdout + out.stderr, (c.name, (out.stdout + out.stderr)[:300])
+        out = subprocess.run([str(path), c.version_flag], capture_output=True, text=True, timeout=60)
+        assert c.reported_version(version) in out.stdout + out.stderr, (c.name, (out.stdout + out.stderr)[:300])

@@ -19,7 +19,7 @@ def test_builtin_catalog_has_two_releases_that_cross_minor_versions():
     cat = Catalog.load()
     assert len(cat.releases) >= 2
     old, new = cat.newest(2)
-    for comp in ("cortex", "loki"):
+    for comp in ("cortex", "victorialogs"):
         assert minor(old.version(comp)) < minor(new.version(comp)), comp
     assert cat.get().name == new.name
 
@@ -32,10 +32,10 @@ def test_unknown_release_is_one_line_with_the_known_ones():
 
 
 @pytest.mark.parametrize("body,message", [
-    ("releases: {r1: {cortex: v1.0.0, loki: v3.0.0, prometheus: v3.0.0}}", "has no 'gateway' version"),
-    ("releases: {r1: {cortex: 1.0, loki: v3.0.0, prometheus: v3.0.0, gateway: 1}}", "is not of the form vX.Y.Z"),
-    ("releases: {r1: {cortex: v1.0.0, loki: v3.0.0, prometheus: v3.0.0, gateway: 1, mimir: v2.0.0}}",
-     "unknown keys: mimir"),
+    ("releases: {r1: {cortex: v1.0.0, victorialogs: v1.0.0, prometheus: v3.0.0}}", "has no 'gateway' version"),
+    ("releases: {r1: {cortex: 1.0, victorialogs: v1.0.0, prometheus: v3.0.0, gateway: 1}}", "is not of the form vX.Y.Z"),
+    ("releases: {r1: {cortex: v1.0.0, victorialogs: v1.0.0, prometheus: v3.0.0, gateway: 1, thanos: v0.1.0}}",
+     "unknown keys: thanos"),
     ("releases: []", "expected a non-empty 'releases' mapping"),
     ("releases: {r1: [", "not valid YAML"),
 ])

@@ -14,11 +14,16 @@ GOOD = {
     "name": "prod",
     "gateway_url": "https://gw.example.net:8443",
     "metrics": {"write_path": "/api/v1/push", "query_path": "/prometheus"},
-    "logs": {"push_path": "/loki/api/v1/push", "query_path": "/loki/api/v1"},
-    "tenants": [{"name": "a", "token": "tok-a-secret"}, {"name": "b", "token": "tok-b-secret"},
-                {"name": "sys", "token": "tok-s-secret", "role": "system"}],
+    "logs": {"api": "victorialogs", "push_path": "/insert/loki/api/v1/push", "query_path": "/select/logsql"},
+    "tenants": [{"name": "a", "token": "tok-a-secret", "account_id": 1},
+                {"name": "b", "token": "tok-b-secret", "account_id": 2},
+                {"name": "sys", "token": "tok-s-secret", "role": "system", "account_id": 3}],
     "capabilities": ["metrics", "logs"],
+    "durability": {"logs": {"crash_loss_seconds": 3}, "metrics": {"object_storage": True}},
 }
+# an existing Loki platform: names, no account ids, Loki's paths by default
+LOKI = {"name": "loki-prod", "gateway_url": "https://loki.example.net", "logs": {"api": "loki"},
+        "tenants": [{"name": "a", "token": "tok-a-secret"}, {"name": "b", "token": "tok-b-secret"}]}
 
 
 def write(tmp_path, data, name="t.yaml"):
@@ -36,6 +41,20 @@ def test_round_trip(tmp_path):
     assert oct(os.stat(saved).st_mode & 0o777) == "0o600"
     again = Target.load(saved)
     assert again.to_dict() == t.to_dict()
+    assert [x.account_id for x in again.tenants] == [1, 2, 3]
+    assert (again.durability["logs"].crash_loss_seconds, again.durability["logs"].object_storage) == (3.0, False)
+    assert (again.durability["metrics"].crash_loss_seconds, again.durability["metrics"].object_storage) == (0.0, True)
+
+
+def test_each_logs_api_has_its_own_default_paths(tmp_path):
+    t = Target.load(write(tmp_path, LOKI))
+    assert (t.logs_api, t.logs_push_path, t.logs_query_path, t.logs_otlp_path) == (
+        "loki", "/loki/api/v1/push", "/loki/api/v1", "/otlp/v1/logs")
+    assert [x.account_id for x in t.tenants] == [None, None]
+    t = Target.load(write(tmp_path, {**GOOD, "logs": {"api": "victorialogs"}}))
+    assert (t.logs_push_path, t.logs_query_path, t.logs_otlp_path) == (
+        "/insert/loki/api/v1/push", "/select/logsql", "/insert/opentelemetry/v1/logs")
+    assert Target.load(write(tmp_path, {**GOOD, "logs": {}})).logs_api == "victorialogs"  # the default
 
 
 def test_tokens_never_in_repr(tmp_path):
@@ -82,6 +101,19 @@ BAD = [
     (_with(GOOD, ["metrics", "teleport"], "capabilities"), "unknown capability 'teleport'"),
     (_with(GOOD, "missing.pem", "ca_file"), "field 'ca_file' names"),
     ({**GOOD, "gateway": "x"}, "field 'gateway' is not a target field"),
+    (_with(GOOD, "elastic", "logs", "api"), "field 'logs.api' must be one of victorialogs, loki, got 'elastic'"),
+    (_without(GOOD, "tenants", 1, "account_id"), "field 'tenants[1].account_id' is missing: the victorialogs "
+                                                 "logs api needs a numeric account id"),
+    (_with(GOOD, "two", "tenants", 0, "account_id"), "field 'tenants[0].account_id' must be a whole number"),
+    (_with(GOOD, 0, "tenants", 0, "account_id"), "field 'tenants[0].account_id' must be a whole number from 1"),
+    (_with(GOOD, 2**32, "tenants", 0, "account_id"), "field 'tenants[0].account_id' must be a whole number"),
+    (_with(GOOD, 1, "tenants", 1, "account_id"), "field 'tenants[1].account_id' repeats account id 1"),
+    (_with(GOOD, {"traces": {}}, "durability"), "field 'durability.traces' is not a signal"),
+    (_with(GOOD, -1, "durability", "logs", "crash_loss_seconds"),
+     "field 'durability.logs.crash_loss_seconds' must be a number of seconds >= 0"),
+    (_with(GOOD, "yes", "durability", "metrics", "object_storage"),
+     "field 'durability.metrics.object_storage' must be true or false"),
+    (_with(GOOD, 1, "durability", "logs", "fsync"), "field 'durability.logs.fsync' is not known"),
 ]
 
 

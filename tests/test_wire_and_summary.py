@@ -1,5 +1,5 @@
 """Wire formats (decoded back with the same protobuf descriptors), PromQL and
-LogQL quoting, the session summary, and the token scan."""
+stream-key quoting, the session summary, and the token scan."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import cramjam
 
 from harness import proto
 from harness.cli import scan_for_tokens
-from harness.clients.logs import encode_push_json, encode_push_proto, logql_selector
+from harness.clients.logs import encode_push_json, encode_push_proto, stream_key
 from harness.clients.metrics import encode_write_request, promql_string, selector
 from harness.summary import percentile, summarize
 from harness.target import Tenant
@@ -25,7 +25,7 @@ def test_remote_write_body_is_snappy_protobuf_with_sorted_labels():
     assert math.copysign(1, ts.samples[1].value) == -1  # negative zero goes out as written
 
 
-def test_loki_protobuf_push_carries_nanoseconds_and_structured_metadata():
+def test_loki_protocol_protobuf_push_carries_nanoseconds_and_structured_metadata():
     body = encode_push_proto([({"job": "x", "b": "2"}, [(1_700_000_000_123_456_789, "line", {"trace": "t1"})])])
     req = proto.PushRequest.FromString(bytes(cramjam.snappy.decompress_raw(body)))
     s = req.streams[0]
@@ -35,7 +35,7 @@ def test_loki_protobuf_push_carries_nanoseconds_and_structured_metadata():
     assert [(m.name, m.value) for m in e.structuredMetadata] == [("trace", "t1")]
 
 
-def test_loki_json_push():
+def test_loki_protocol_json_push():
     body = json.loads(encode_push_json([({"job": "x"}, [(5, "a"), (6, "b", {"k": "v"})])]))
     assert body == {"streams": [{"stream": {"job": "x"}, "values": [["5", "a"], ["6", "b", {"k": "v"}]]}]}
 
@@ -43,7 +43,7 @@ def test_loki_json_push():
 def test_selectors_escape_what_needs_escaping():
     assert promql_string('a"b\\c\nd') == '"a\\"b\\\\c\\nd"'
     assert selector({"__name__": "m", "v": 'q"'}) == '{__name__="m",v="q\\""}'
-    assert logql_selector({"v": 'q"', "a": "ü"}) == '{a="ü",v="q\\""}'
+    assert stream_key({"v": 'q"', "a": "ü"}) == '{a="ü",v="q\\""}'
 
 
 def test_percentiles_and_summary():

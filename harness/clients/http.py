@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+import threading
+
 import requests
 
 from .. import __version__
@@ -14,7 +17,12 @@ class TenantHTTP(requests.Session):
     """``requests.Session`` for one tenant (or anonymous with ``tenant=None``).
 
     Paths starting with ``/`` are relative to the gateway. The token is never
-    part of ``repr``."""
+    part of ``repr``. The last requests of the process (method, path, status;
+    never headers) are kept in :attr:`recent`, so that a store found dead can
+    be reported with the requests that came just before."""
+
+    recent: "collections.deque[str]" = collections.deque(maxlen=5)
+    _recent_lock = threading.Lock()
 
     def __init__(self, target: Target, tenant: Tenant | None, timeout: float = 30.0):
         super().__init__()
@@ -33,7 +41,19 @@ class TenantHTTP(requests.Session):
         # per request: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override
         # a session's verify, which would drop the platform CA
         kwargs.setdefault("verify", self.verify)
-        return super().request(method, url, *args, **kwargs)
+        path = url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
+        try:
+            r = super().request(method, url, *args, **kwargs)
+        except requests.RequestException as exc:
+            self._remember(f"{method} /{path} -> {type(exc).__name__}")
+            raise
+        self._remember(f"{method} /{path} -> {r.status_code}")
+        return r
+
+    @classmethod
+    def _remember(cls, what: str) -> None:
+        with cls._recent_lock:
+            cls.recent.append(what)
 
     def __repr__(self) -> str:
         who = self.tenant.name if self.tenant else "anonymous"

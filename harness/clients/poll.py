@@ -18,7 +18,7 @@ class Visibility:
 
 
 def poll_until(read: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 30.0,
-               interval: float = 0.2, max_interval: float = 2.0) -> Visibility:
+               interval: float = 0.1, max_interval: float = 0.5) -> Visibility:
     """Call ``read`` until ``done(result)`` or ``timeout`` seconds pass.
 
     Exceptions from ``read`` count as "not yet" and are kept as the detail."""

@@ -1,17 +1,40 @@
 """Platform components: how to build, configure, start, tell ready and stop
 each program of the platform. The local provider runs them as processes; the
-Kubernetes deployer renders the same configuration into config maps."""
+Kubernetes deployer renders the same configuration into config maps.
 
-from .base import Component, PlatformContext, http_ready
+The catalog is :data:`COMPONENTS`, in start order. Everything else finds a
+component by its role (:func:`by_role`): a new logs or metrics store is one
+module here plus its entry in the catalog and its key in ``releases.yaml``."""
+
+from .base import (GATEWAY, LOGS_STORE, METRICS_STORE, OBJECT_STORE, ROLES, SENDER, Component, PlatformContext,
+                   Route, StoreAPI, http_ready)
 from .cortex import Cortex
 from .gateway import Gateway
-from .loki import Loki
 from .prometheus import PrometheusAgent
 from .s3 import S3Server
+from .victorialogs import VictoriaLogs
 
 # start order; stop order is the reverse
-COMPONENTS: tuple[Component, ...] = (S3Server(), Cortex(), Loki(), Gateway(), PrometheusAgent())
+COMPONENTS: tuple[Component, ...] = (S3Server(), Cortex(), VictoriaLogs(), Gateway(), PrometheusAgent())
 BY_NAME = {c.name: c for c in COMPONENTS}
+
+
+def by_role(role: str) -> Component:
+    """The catalog's component for ``role`` (one each)."""
+    for c in COMPONENTS:
+        if c.role == role:
+            return c
+    raise KeyError(f"no component has the role {role!r} (roles: {', '.join(ROLES)})")
+
+
+def stores() -> list[Component]:
+    """The stores the gateway fronts, metrics first."""
+    return [by_role(METRICS_STORE), by_role(LOGS_STORE)]
+
+
+def scraped() -> list[Component]:
+    """What the sender scrapes: the stores and itself."""
+    return [*stores(), by_role(SENDER)]
 
 
 def release_builds(release) -> list[tuple[Component, str]]:
@@ -20,5 +43,7 @@ def release_builds(release) -> list[tuple[Component, str]]:
     return [(c, release.version(c.release_key)) for c in COMPONENTS
             if c.release_key and not c.spec.system_names]
 
-__all__ = ["COMPONENTS", "BY_NAME", "release_builds", "Component", "PlatformContext", "http_ready",
-           "Cortex", "Loki", "Gateway", "PrometheusAgent", "S3Server"]
+
+__all__ = ["COMPONENTS", "BY_NAME", "by_role", "stores", "scraped", "release_builds", "Component",
+           "PlatformContext", "Route", "StoreAPI", "http_ready", "ROLES", "METRICS_STORE", "LOGS_STORE", "GATEWAY",
+           "SENDER", "OBJECT_STORE", "Cortex", "VictoriaLogs", "Gateway", "PrometheusAgent", "S3Server"]

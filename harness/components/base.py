@@ -1,8 +1,10 @@
-"""What every component shares."""
+"""What every component shares: the context a configuration is rendered in,
+the roles, the component and store interfaces, and a component's shape in a
+Kubernetes cluster (:class:`ClusterShape`), so that a deployer renders any
+component from what it declares and names none."""
 
 from __future__ import annotations
 
-import re
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from ..binaries import BinarySpec
+from ..binaries import BinarySpec, version_tuple
 from ..target import Tenant
 from ..tls import TLSFiles
 
@@ -25,7 +27,7 @@ class PlatformContext:
     tenants: list[Tenant]
     tls: TLSFiles
     host: str = "127.0.0.1"
-    # per-tenant limit overrides (runtime config): {"cortex": {tenant: {...}}, "loki": {...}}
+    # per-tenant limit overrides (runtime config) by component: {"cortex": {tenant: {...}}}
     overrides: dict[str, dict] = field(default_factory=dict)
     # object storage: {"type": "filesystem"} or {"type": "s3", "endpoint": ..., "bucket": ..., ...}
     storage: dict = field(default_factory=lambda: {"type": "filesystem"})
@@ -74,12 +76,6 @@ def cloud_bucket(storage: dict, store: str) -> str:
     return (storage.get("buckets") or {}).get(store) or storage["bucket"]
 
 
-def version_tuple(version: str | None) -> tuple[int, ...]:
-    """``"v3.7.8"`` -> ``(3, 7, 8)``; unknown or missing -> ``()``, which sorts first."""
-    m = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", version or "")
-    return tuple(int(x) for x in m.groups() if x is not None) if m else ()
-
-
 def write_yaml(path: Path, data: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -101,10 +97,73 @@ def http_ready(url: str, verify: str | bool = True, expect: int = 200, timeout: 
     return check
 
 
+# what a component is for: providers, the gateway and the suites look components
+# up by role, never by name, so a store is swapped by adding one component
+METRICS_STORE = "metrics-store"
+LOGS_STORE = "logs-store"
+GATEWAY = "gateway"
+SENDER = "sender"
+OBJECT_STORE = "object-store"
+ROLES = (OBJECT_STORE, METRICS_STORE, LOGS_STORE, GATEWAY, SENDER)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One path (an nginx ``location`` match) the gateway passes to a store."""
+
+    match: str  # e.g. "= /api/v1/push" or "~ ^/select/logsql/(query|hits)$"
+    streaming: bool = False  # a long-lived response (tail): no buffering, a long read timeout
+
+
+@dataclass(frozen=True)
+class ClusterPort:
+    """A container port of a component in a cluster."""
+
+    name: str  # the port's name: an IANA service name (at most 15 of a-z, 0-9, '-')
+    number: int
+    # the PlatformContext port it is (``ctx.ports[key]``); None: not one of the platform's ports
+    key: str | None = None
+    published: bool = True  # offered by the component's Service (a probe-only port is not)
+
+
+@dataclass(frozen=True)
+class ClusterShape:
+    """How a component runs as a container: what a deployer needs beyond its
+    configuration. The pod's files are the local state directory's layout under
+    one root (``config/``, ``data/``, ``tls/``, ``logs/``)."""
+
+    image: str  # the image's repository, e.g. "cortexproject/cortex"
+    # the tag for a release's version: {version} as released (v1.21.1), {bare} without
+    # the 'v' (1.21.1); a tag without either is fixed (the gateway's nginx)
+    tag: str
+    binary: str  # the program's path in the image
+    ports: tuple[ClusterPort, ...]
+    probe: tuple[str, str]  # the readiness probe: (HTTP path, port name)
+    # the image's user, who must own the data directory; None: the image runs as root
+    uid: int | None = None
+    volume: bool = False  # a PersistentVolumeClaim for data/ (else an emptyDir)
+    # the Secrets it reads (as its ``cluster_secrets`` makes them): each key a file in config/
+    secrets: tuple[str, ...] = ()
+    tls: tuple[str, ...] = ()  # the platform's TLS files it reads: "cert", "key", "ca"
+    prepare: tuple[str, ...] = ()  # directories under data/ to make before it starts
+    scratch: tuple[str, ...] = ()  # further writable directories under the root (emptyDir), e.g. "logs"
+    # tags of older releases: ((first version with ``tag``, the tag of every older version), ...), newest first
+    older_tags: tuple[tuple[str, str], ...] = ()
+
+    def image_for(self, version: str | None) -> str:
+        tag = self.tag
+        for first, older in self.older_tags:
+            if version and version_tuple(version) < version_tuple(first):
+                tag = older
+        v = version or ""
+        return f"{self.image}:{tag.format(version=v, bare=v.removeprefix('v'))}"
+
+
 class Component:
     """One program of the platform."""
 
     name: str = ""
+    role: str = ""
     # the key of this component's version in a release of releases.yaml;
     # None for a system program (nginx) whose version the release does not pin
     release_key: str | None = None
@@ -113,6 +172,12 @@ class Component:
     stop_signal: int = signal.SIGTERM
     stop_timeout: float = 60.0
     ready_timeout: float = 120.0
+
+    version_flag = "-version"  # prints the version the build stamped
+
+    def reported_version(self, version: str) -> str:
+        """What ``version_flag`` prints for a build of ``version`` (as upstream's release builds say it)."""
+        return f"version {version} "
 
     def enabled(self, storage: dict) -> bool:
         """Whether this platform runs the component at all (e.g. the S3 server)."""
@@ -141,9 +206,46 @@ class Component:
         that data is served from object storage."""
         return []
 
+    def scrape_port(self) -> str | None:
+        """The port whose ``/metrics`` the sender scrapes (None: not scraped)."""
+        return self.port_names[0] if self.port_names else None
 
-class Store(Component):
-    """A Cortex/Loki-family store: one YAML config file plus a runtime
+    # -- in a Kubernetes cluster (a component without a shape has no place there)
+    cluster: ClusterShape | None = None
+
+    def cluster_command(self, ctx: PlatformContext, version: str | None) -> list[str]:
+        """The container's command: what the process runs, with the image's program."""
+        assert self.cluster is not None
+        return [str(a) for a in self.args(ctx, Path(self.cluster.binary), version)]
+
+    def cluster_files(self, ctx: PlatformContext, version: str | None) -> dict[str, str]:
+        """Its configuration files (a ConfigMap, under ``config/``): name -> text. Never a secret."""
+        return {}
+
+    def cluster_secrets(self, tenants: list[Tenant]) -> dict[str, dict[str, str]]:
+        """The Secrets its shape names: Secret name -> {key: text}."""
+        return {}
+
+
+class StoreAPI:
+    """What the gateway needs of a store: the paths it exposes, the paths it
+    refuses outright, and the headers that carry the tenant (each set by the
+    gateway; one with an empty value is removed from the client's request)."""
+
+    routes: tuple[Route, ...] = ()
+    refused: tuple[str, ...] = ()  # path prefixes answered 403 for every token
+    # the upstream's tenant headers; values may use $stackproof_tenant (the name)
+    # and $stackproof_account (the tenant's numeric account id)
+    tenant_headers: dict[str, str] = {}
+    # whether data outlives the local disk in object storage (a bucket)
+    uses_bucket: bool = True
+    # seconds of acknowledged writes a kill -9 may lose, as this platform
+    # configures the store (0: a write-ahead log replays every acked write)
+    crash_loss_seconds: float = 0.0
+
+
+class Store(StoreAPI, Component):
+    """A Cortex-family store: one YAML config file plus a runtime
     overrides file, started with ``-config.file``, ready at ``/ready``, local
     data under ``data/<name>`` and its objects under ``data/bucket/<name>``."""
 
@@ -161,6 +263,11 @@ class Store(Component):
 
     def args(self, ctx: PlatformContext, binary: Path, version: str | None) -> list[str]:
         return [str(binary), f"-config.file={ctx.config_dir / f'{self.name}.yaml'}"]
+
+    def cluster_files(self, ctx: PlatformContext, version: str | None) -> dict[str, str]:
+        return {f"{self.name}.yaml": yaml.safe_dump(self.config(ctx, version), sort_keys=False),
+                f"{self.name}-overrides.yaml": yaml.safe_dump({"overrides": ctx.overrides.get(self.name, {})},
+                                                              sort_keys=False)}
 
     def ready_check(self, ctx: PlatformContext):
         return http_ready(f"{ctx.url(self.name)}/ready")

@@ -1,11 +1,13 @@
 """Cortex in single-binary mode (``-target=all``): auth enabled, blocks
-storage with a write-ahead log, object storage in the platform's bucket."""
+storage with a write-ahead log, object storage in the platform's bucket.
+In a cluster: the official image, its data directories made on the volume
+before it starts (as the local provider makes them)."""
 
 from __future__ import annotations
 
 from ..binaries import ArchiveRecipe, BinarySpec, GoRecipe
 from ..target import DEFAULT_LIMITS
-from .base import PlatformContext, Store, cloud_bucket
+from .base import METRICS_STORE, ClusterPort, ClusterShape, PlatformContext, Route, Store, cloud_bucket
 
 SPEC = BinarySpec(
     name="cortex",
@@ -30,11 +32,21 @@ MSG_SIZE = 100 << 20
 
 class Cortex(Store):
     name = "cortex"
+    role = METRICS_STORE
     release_key = "cortex"
     spec = SPEC
     port_names = ("cortex", "cortex-grpc")
     data_subdirs = ("tsdb", "tsdb-sync", "compactor", "rules", "rules-tmp", "alerts")
     ready_timeout = 120.0
+    # remote write and the PromQL API (Prometheus' own paths under /prometheus)
+    routes = (Route("= /api/v1/push"), Route("/prometheus/"))
+    tenant_headers = {"X-Scope-OrgID": "$stackproof_tenant"}
+    # the official image (Alpine, runs as root); upstream's usual ports
+    cluster = ClusterShape(
+        image="cortexproject/cortex", tag="{version}", binary="/bin/cortex",
+        ports=(ClusterPort("http", 9009, "cortex"), ClusterPort("grpc", 9095, "cortex-grpc")),
+        probe=("/ready", "http"), volume=True,
+        prepare=("cortex", *(f"cortex/{sub}" for sub in data_subdirs)))
 
     def config(self, ctx: PlatformContext, version: str | None) -> dict:
         d = ctx.data_dir / "cortex"

@@ -1,5 +1,7 @@
 """A real Prometheus in agent mode: scrapes the platform's own ``/metrics``
-and remote-writes them through the gateway with the system tenant's token."""
+and remote-writes them through the gateway with the system tenant's token.
+In a cluster: the official image (it runs as ``nobody``), the token from a
+Secret and the platform CA to trust the gateway."""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ import os
 import re
 from pathlib import Path
 
+import yaml
+
 from ..binaries import ArchiveRecipe, BinarySpec, GoRecipe
-from .base import Component, PlatformContext, http_ready, version_tuple, write_yaml
+from .base import SENDER, ClusterPort, ClusterShape, Component, PlatformContext, http_ready, version_tuple, write_yaml
 
 
 def _module_version(version: str) -> str:
@@ -39,16 +43,30 @@ SPEC = BinarySpec(
 )
 
 
+def system_token(tenants) -> str:
+    """The token the agent writes with: the system tenant's."""
+    return next(t.token for t in tenants if t.role == "system")
+
+
 class PrometheusAgent(Component):
     name = "prometheus"
+    role = SENDER
     release_key = "prometheus"
     spec = SPEC
     port_names = ("prometheus",)
     ready_timeout = 60.0
     scrape_interval = "5s"
+    version_flag = "--version"
+    token_file = "prometheus-token"  # under config/: the system tenant's token
+    cluster = ClusterShape(
+        image="prom/prometheus", tag="{version}", binary="/bin/prometheus",
+        ports=(ClusterPort("http", 9090, "prometheus"),), probe=("/-/ready", "http"), uid=65534,
+        secrets=(token_file,), tls=("ca",))
 
     def config(self, ctx: PlatformContext) -> dict:
-        jobs = [("cortex", "cortex"), ("loki", "loki"), ("prometheus", "prometheus")]
+        from . import scraped  # the catalog imports this module
+        # one job per role, so what the agent sends names no component
+        jobs = [(c.role, c.scrape_port()) for c in scraped()]
         return {
             "global": {"scrape_interval": self.scrape_interval,
                        "external_labels": {"stackproof_platform": ctx.name}},
@@ -59,7 +77,7 @@ class PrometheusAgent(Component):
             "remote_write": [{
                 "url": f"{ctx.gateway_url}/api/v1/push",
                 "authorization": {"type": "Bearer",
-                                  "credentials_file": str(ctx.config_dir / "prometheus-token")},
+                                  "credentials_file": str(ctx.config_dir / self.token_file)},
                 "tls_config": {"ca_file": str(ctx.tls.ca_cert)},
                 "queue_config": {"batch_send_deadline": "1s"},
             }],
@@ -67,11 +85,11 @@ class PrometheusAgent(Component):
 
     def configure(self, ctx: PlatformContext, version: str | None) -> None:
         (ctx.data_dir / "prometheus").mkdir(parents=True, exist_ok=True)
-        token_file = ctx.config_dir / "prometheus-token"
+        token_file = ctx.config_dir / self.token_file
         token_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(next(t.token for t in ctx.tenants if t.role == "system"))
+            fh.write(system_token(ctx.tenants))
         write_yaml(ctx.config_dir / "prometheus.yml", self.config(ctx))
 
     def args(self, ctx: PlatformContext, binary: Path, version: str | None) -> list[str]:
@@ -84,6 +102,12 @@ class PrometheusAgent(Component):
 
     def ready_check(self, ctx: PlatformContext):
         return http_ready(f"{ctx.url('prometheus')}/-/ready")
+
+    def cluster_files(self, ctx: PlatformContext, version: str | None) -> dict[str, str]:
+        return {"prometheus.yml": yaml.safe_dump(self.config(ctx), sort_keys=False)}
+
+    def cluster_secrets(self, tenants) -> dict[str, dict[str, str]]:
+        return {self.token_file: {self.token_file: system_token(tenants)}}
 
     def data_dirs(self, ctx: PlatformContext) -> list[Path]:
         return [ctx.data_dir / "prometheus"]

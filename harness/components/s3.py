@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 
 from ..binaries import BinarySpec, GoRecipe
-from .base import Component, PlatformContext, http_ready
+from .base import OBJECT_STORE, Component, PlatformContext, http_ready
 
 VERSION = "v1.8.0"
 
@@ -35,12 +35,18 @@ class S3Server(Component):
     """Runs only when the platform's storage is ``s3`` (``stackproof up --storage s3``)."""
 
     name = "s3"
+    role = OBJECT_STORE
     release_key = None  # infrastructure of the local provider, pinned here, not by a release
     version = VERSION
     spec = SPEC
     port_names = ("s3",)
     ready_timeout = 30.0
-    buckets = ("cortex", "loki")
+
+    @staticmethod
+    def buckets() -> tuple[str, ...]:
+        """One bucket per store that keeps its data in object storage."""
+        from . import stores  # the catalog imports this module
+        return tuple(c.name for c in stores() if c.uses_bucket)
 
     def enabled(self, storage: dict) -> bool:
         return storage.get("type") == "s3"
@@ -49,7 +55,7 @@ class S3Server(Component):
         return ctx.bucket_dir / "s3"
 
     def configure(self, ctx: PlatformContext, version: str | None) -> None:
-        for b in self.buckets:  # the posix backend serves each top-level directory as a bucket
+        for b in self.buckets():  # the posix backend serves each top-level directory as a bucket
             (self.root(ctx) / b).mkdir(parents=True, exist_ok=True)
 
     def args(self, ctx: PlatformContext, binary: Path, version: str | None) -> list[str]:
@@ -63,7 +69,7 @@ class S3Server(Component):
 
     def ready_check(self, ctx: PlatformContext):
         # an unsigned request is refused with 403 once the server answers S3
-        return http_ready(f"{ctx.url('s3')}/{self.buckets[0]}", expect=403)
+        return http_ready(f"{ctx.url('s3')}/{self.buckets()[0]}", expect=403)
 
     def endpoint(self, ctx: PlatformContext) -> str:
         return ctx.url("s3")

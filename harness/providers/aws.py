@@ -5,13 +5,15 @@ What ``create()`` makes, in this order (``destroy()`` takes it away in reverse):
 
 1. a VPC, two public subnets in two zones, an internet gateway, a route table
    with a default route and both subnets associated;
-2. one S3 bucket per store (``cortex``, ``loki``: Cortex has no storage
-   prefix and would take Loki's top-level ``index/`` for a tenant), each
-   tagged and with public access blocked;
+2. an S3 bucket for each store that keeps its data in object storage (the
+   catalog's stores with ``uses_bucket``: today Cortex alone; VictoriaLogs
+   keeps its data on its own volume, a PersistentVolumeClaim, so it gets no
+   bucket), each tagged and with public access blocked; stores never share a
+   bucket (Cortex has no storage prefix: every top-level folder is a tenant);
 3. IAM roles for the cluster (AmazonEKSClusterPolicy) and for the nodes
    (AmazonEKSWorkerNodePolicy, AmazonEKS_CNI_Policy,
-   AmazonEC2ContainerRegistryReadOnly, and an inline policy for the two
-   buckets, nothing wider);
+   AmazonEC2ContainerRegistryReadOnly, and an inline policy for exactly the
+   buckets made, nothing wider);
 4. an EKS cluster and one managed node group.
 
 Every resource that takes tags carries ``stackproof:managed=true``,
@@ -19,9 +21,11 @@ Every resource that takes tags carries ``stackproof:managed=true``,
 UTC), ``stackproof:created`` and ``stackproof:region``, so that
 :func:`janitor` can find what a crashed run left behind. Names are derived
 from the run id too (``<prefix>-<run id>...``), so ``destroy()`` works from a
-fresh process with nothing but the run id: it discovers by tags and names,
-and uses the state file (``$STACKPROOF_STATE/aws-<run id>/state.json``) only
-as an extra hint.
+fresh process with nothing but the run id: it discovers by tags and names
+(a bucket by its store's name, tagged or not, and any other bucket under
+``<prefix>-<run id>-`` by its run-id tag, such as a store's bucket that an
+older version made), and uses the state file
+(``$STACKPROOF_STATE/aws-<run id>/state.json``) only as an extra hint.
 
 The clients are botocore's (boto3's core: ``boto3.client`` makes the same ones),
 made from a session that shares its model loader across providers. The
@@ -56,11 +60,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .. import say
+from ..components import stores
 from ..errors import ConfigError, StackproofError, one_line
 from ..releases import Release
 from ..target import Target
 from .base import Provider, SwapHook, read_state, write_state
-from .local import state_root
+from .common import state_root
 
 try:  # boto3's core (the 'cloud' extra): clients, waiters, presigning
     import botocore.session
@@ -79,8 +84,9 @@ TAG_REGION = "stackproof:region"
 CLUSTER_POLICIES = ("AmazonEKSClusterPolicy",)
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
 NODE_BUCKET_POLICY = "stackproof-bucket-access"
-# one bucket each: the stores' objects never share a bucket (see Names.bucket)
-STORES = ("cortex", "loki")
+# the stores that keep their data in a bucket, one bucket each (see Names.bucket);
+# the rest keep it on their own volume. Metrics store first.
+BUCKET_STORES = tuple(c.name for c in stores() if c.uses_bucket)
 
 # the EKS bearer token (aws-iam-authenticator / `aws eks get-token` format)
 TOKEN_PREFIX = "k8s-aws-v1."
@@ -104,8 +110,8 @@ DEFAULT_TIMEOUTS = {
     "namespace_delete": 300,
     "deploy": 900,
 }
-# delay between checks of the bounded retry loops when no poll_delay is given
-DEFAULT_POLL_DELAY = 10.0
+# delay between checks of the bounded retry loops when no poll_interval is given
+DEFAULT_POLL_INTERVAL = 10.0
 
 _RUN_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _PREFIX_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,10}[a-z0-9])?$")
@@ -122,7 +128,7 @@ _SECRETISH = re.compile(
     re.IGNORECASE)
 
 
-def _clean(text: Any, limit: int = 300) -> str:
+def _scrub(text: Any, limit: int = 300) -> str:
     """One line, no credentials, bounded length."""
     return one_line(_SECRETISH.sub("***", " ".join(str(text).split())), limit)
 
@@ -160,8 +166,8 @@ def _describe_error(exc: BaseException) -> str:
         err = exc.response.get("Error", {})
         code = err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "error")
         msg = err.get("Message") or ""
-        return _clean(f"{code}: {msg}" if msg else code)
-    return _clean(exc) or type(exc).__name__
+        return _scrub(f"{code}: {msg}" if msg else code)
+    return _scrub(exc) or type(exc).__name__
 
 
 def region_from_env(region: str | None = None) -> str:
@@ -189,7 +195,7 @@ def max_run_id_length(name_prefix: str = "stackproof") -> int:
     n = len(name_prefix) + 1
     return min(64 - n - len("-cluster"),  # IAM role
                63 - n - len("-nodes"),  # EKS node group
-               63 - n - len(_short_bucket_tail("", "", STORES[0])),  # S3 bucket, the shortest form
+               63 - n - len(_short_bucket_tail("", "", "s")),  # S3 bucket, the shortest form
                63 - n)  # Kubernetes namespace
 
 
@@ -243,12 +249,12 @@ class Names:
         return f"{self.prefix}-{self.run_id}"
 
     def bucket(self, account: str, region: str, store: str) -> str:
-        """The bucket of ``store`` (``cortex`` or ``loki``): bucket names are global
+        """The bucket of ``store`` (one of ``BUCKET_STORES``): bucket names are global
         across AWS, so the account and region are in it,
         ``<prefix>-<run id>-<account>-<region>-<store>``; when that is longer than 63,
         ``<prefix>-<run id>-<hash of account and region>-<store's first letter>``."""
-        if store not in STORES:
-            raise ValueError(f"aws: unknown store {store!r} (known: {', '.join(STORES)})")
+        if store not in BUCKET_STORES:
+            raise ValueError(f"aws: store {store!r} has no bucket (stores with one: {', '.join(BUCKET_STORES)})")
         for tail in _bucket_tails(account, region, store):
             name = f"{self.prefix}-{self.run_id}{tail}"
             if len(name) <= 63:
@@ -262,7 +268,7 @@ class Names:
         return name if len(name) <= 63 else f"{self.prefix}-{self.run_id}-{_legacy_bucket_hash(account, region)}"
 
     def buckets(self, account: str, region: str) -> dict[str, str]:
-        return {store: self.bucket(account, region, store) for store in STORES}
+        return {store: self.bucket(account, region, store) for store in BUCKET_STORES}
 
 
 _BUCKET_HASH_LEN = 8
@@ -287,10 +293,11 @@ def _bucket_tails(account: str, region: str, store: str) -> tuple[str, str]:
 
 
 def _bucket_run_id(name: str, prefix: str, account: str, region: str) -> str | None:
-    """The run id in a stackproof bucket name of this account and region (a store's
-    bucket, or the shared bucket of older versions), else None."""
+    """The run id in a stackproof bucket name of this account and region (the bucket
+    of one of ``BUCKET_STORES``, or the shared bucket of older versions), else None.
+    Any other bucket of a run is known by its tags alone (:func:`_tagged_buckets`)."""
     head = f"{prefix}-"
-    tails = [t for store in STORES for t in _bucket_tails(account, region, store)]
+    tails = [t for store in BUCKET_STORES for t in _bucket_tails(account, region, store)]
     tails += [f"-{account}-{region}", f"-{_legacy_bucket_hash(account, region)}"]
     for tail in tails:
         if name.startswith(head) and name.endswith(tail):
@@ -307,10 +314,13 @@ def _bucket_run_id(name: str, prefix: str, account: str, region: str) -> str | N
 class Cloud:
     """boto3 clients for one region, each counting its API calls."""
 
-    def __init__(self, region: str, poll_delay: float | None = None, timeouts: dict | None = None,
+    def __init__(self, region: str, poll_interval: float | None = None, timeouts: dict | None = None,
                  progress: Callable[[str], None] = say):
         self.region = region
-        self.poll_delay = poll_delay
+        self.poll_interval = poll_interval
+        unknown = sorted(set(timeouts or {}) - set(DEFAULT_TIMEOUTS))
+        if unknown:
+            raise ConfigError(f"aws: unknown timeout {', '.join(unknown)} (known: {', '.join(DEFAULT_TIMEOUTS)})")
         self.timeouts = {**DEFAULT_TIMEOUTS, **(timeouts or {})}
         self.say = progress
         self.calls: Counter = Counter()
@@ -321,7 +331,7 @@ class Cloud:
         try:
             self.session = _botocore_session()
         except BotoCoreError as exc:
-            raise StackproofError(f"aws: cannot start a session for region {region}: {_clean(exc)}") from None
+            raise StackproofError(f"aws: cannot start a session for region {region}: {_scrub(exc)}") from None
         self._config = BotoConfig(region_name=region, retries={"mode": "standard", "max_attempts": 5},
                                   connect_timeout=15, read_timeout=60, user_agent_extra="stackproof")
 
@@ -331,7 +341,7 @@ class Cloud:
             try:
                 c = self.session.create_client(service, region_name=self.region, config=self._config)
             except BotoCoreError as exc:
-                raise StackproofError(f"aws: cannot make a {service} client: {_clean(exc)}") from None
+                raise StackproofError(f"aws: cannot make a {service} client: {_scrub(exc)}") from None
             c.meta.events.register("before-call", self._count_call)
             c.meta.events.register("before-send", self._count_attempt)
             self._clients[service] = c
@@ -379,7 +389,7 @@ class Cloud:
             raise StackproofError(f"{where}: {_describe_error(exc)}") from None
 
     def delay(self, default: float) -> float:
-        return self.poll_delay if self.poll_delay is not None else default
+        return self.poll_interval if self.poll_interval is not None else default
 
     def wait(self, service: str, waiter_name: str, what: str, timeout_key: str, ok_failure: bool = False,
              **params) -> bool:
@@ -408,7 +418,7 @@ class Cloud:
                                       + (f" (status {last})" if last else "")) from None
             err = (exc.last_response or {}).get("Error") if isinstance(exc.last_response, dict) else None
             detail = f"{err.get('Code')}: {err.get('Message', '')}" if err else reason
-            raise StackproofError(f"aws: {what}: {_clean(detail)}") from None
+            raise StackproofError(f"aws: {what}: {_scrub(detail)}") from None
         except ClientError as exc:
             raise StackproofError(f"aws: {what}: {_describe_error(exc)}") from None
         except BotoCoreError as exc:
@@ -418,7 +428,7 @@ class Cloud:
         """Call ``fn`` until it is not refused as in use (DependencyViolation and friends),
         bounded by ``timeouts[timeout_key]``; not-found counts as done (returns None)."""
         deadline = time.monotonic() + float(self.timeouts[timeout_key])
-        delay = self.delay(DEFAULT_POLL_DELAY)
+        delay = self.delay(DEFAULT_POLL_INTERVAL)
         while True:
             try:
                 return fn()
@@ -594,10 +604,13 @@ def discover_run(cloud: Cloud, names: Names, account: str, hints: dict | None = 
                 inv.internet_gateways.append({"id": igw["InternetGatewayId"],
                                               "vpcs": [a["VpcId"] for a in igw.get("Attachments", [])]})
 
-    # -- S3 and IAM (by name) -------------------------------------------------------
-    # each store's bucket, and the shared one of older versions
+    # -- S3 (by name, then by tag) and IAM (by name) ------------------------------------
+    # by name, tagged or not (a create may fail between a bucket and its tags): each
+    # store's bucket, the shared one of older versions and the state file's
     s3 = cloud.client("s3")
-    for bucket in [*names.buckets(account, cloud.region).values(), names.legacy_bucket(account, cloud.region)]:
+    by_name = [*names.buckets(account, cloud.region).values(), names.legacy_bucket(account, cloud.region),
+               *(hints.get("buckets") or {}).values()]
+    for bucket in dict.fromkeys(by_name):
         with cloud.step("discover S3 bucket", bucket):
             try:
                 s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account)
@@ -605,6 +618,11 @@ def discover_run(cloud: Cloud, names: Names, account: str, hints: dict | None = 
             except ClientError as exc:
                 if not (_is_not_found(exc) or _code(exc) in ("403", "AccessDenied")):
                     raise
+    # by the run-id tag, whatever the name: e.g. a store's bucket made by an older version
+    with cloud.step("discover S3 buckets tagged with run", run):
+        for bucket, tags in _tagged_buckets(cloud, f"{names.prefix}-{run}-"):
+            if tags.get(TAG_MANAGED) == "true" and tags.get(TAG_RUN) == run:
+                _add(inv.buckets, bucket["Name"])
     iam = cloud.client("iam")
     for role in (names.cluster_role, names.node_role):
         with cloud.step("discover IAM role", role):
@@ -615,6 +633,24 @@ def discover_run(cloud: Cloud, names: Names, account: str, hints: dict | None = 
                 if not _is_not_found(exc):
                     raise
     return inv
+
+
+def _tagged_buckets(cloud: Cloud, prefix: str) -> list[tuple[dict, dict[str, str]]]:
+    """The account's buckets in this region whose names start with ``prefix``, each
+    with its tags ({} when it has none)."""
+    s3 = cloud.client("s3")
+    out = []
+    for b in _pages(s3, "list_buckets", "Buckets", Prefix=prefix, BucketRegion=cloud.region):
+        if not b["Name"].startswith(prefix) or b.get("BucketRegion", cloud.region) != cloud.region:
+            continue  # an endpoint that ignores the filters
+        try:
+            tags = tag_dict(s3.get_bucket_tagging(Bucket=b["Name"]).get("TagSet"))
+        except ClientError as exc:
+            if not (_is_not_found(exc) or _code(exc) in ("NoSuchTagSet", "NoSuchTagSetError")):
+                raise
+            tags = {}
+        out.append((b, tags))
+    return out
 
 
 def _vpc_leftovers(cloud: Cloud, vpcs: list[str]) -> tuple[list[dict], list[dict]]:
@@ -850,7 +886,7 @@ def _empty_bucket(cloud: Cloud, bucket: str) -> int:
                         if errs:
                             e = errs[0]
                             raise StackproofError(f"aws: empty S3 bucket {bucket}: {len(errs)} objects not deleted "
-                                                  f"(first: {_clean(e.get('Code'))}: {_clean(e.get('Message'))})")
+                                                  f"(first: {_scrub(e.get('Code'))}: {_scrub(e.get('Message'))})")
                         deleted += len(chunk)
                         batch_seen += len(chunk)
                 if not batch_seen:
@@ -910,10 +946,10 @@ class AWSProvider(Provider):
     def __init__(self, run_id: str | None = None, region: str | None = None, owner: str | None = None,
                  ttl: timedelta = DEFAULT_TTL, name_prefix: str = "stackproof",
                  deployer_factory: Callable[..., Any] | None = None, *,
-                 poll_delay: float | None = None, timeouts: dict | None = None,
+                 poll_interval: float | None = None, timeouts: dict | None = None,
                  kubernetes_version: str | None = None, instance_types: tuple[str, ...] = ("t3.large",),
                  node_count: int = 2, vpc_cidr: str = "10.42.0.0/16", zones: list[str] | None = None,
-                 root: Path | None = None, progress: Callable[[str], None] = say):
+                 state_dir: Path | None = None, progress: Callable[[str], None] = say):
         if not isinstance(name_prefix, str) or not _PREFIX_RE.match(name_prefix):
             raise ConfigError(f"aws: name prefix {name_prefix!r} must be 1-12 lower-case letters, digits or '-'")
         self.run_id = check_run_id(run_id, name_prefix) if run_id is not None else "sp" + uuid.uuid4().hex[:10]
@@ -936,8 +972,8 @@ class AWSProvider(Provider):
         self.vpc_cidr = str(net)
         self.zones = list(zones) if zones else None
         self.say = progress
-        self.cloud = Cloud(self.region, poll_delay=poll_delay, timeouts=timeouts, progress=progress)
-        self.root = Path(root) if root else state_root() / f"aws-{self.run_id}"
+        self.cloud = Cloud(self.region, poll_interval=poll_interval, timeouts=timeouts, progress=progress)
+        self.state_dir = Path(state_dir) if state_dir else state_root() / f"aws-{self.run_id}"
         self.state: dict = self._load_state()
         self._deployer = None
 
@@ -954,16 +990,16 @@ class AWSProvider(Provider):
     # -- state ------------------------------------------------------------------
     @property
     def state_file(self) -> Path:
-        return self.root / "state.json"
+        return self.state_dir / "state.json"
 
     @property
     def target_file(self) -> Path:
-        return self.root / "target.yaml"
+        return self.state_dir / "target.yaml"
 
     def _load_state(self) -> dict:
         return read_state(self.state_file, "aws: state file")
 
-    def _save(self) -> None:
+    def _save_state(self) -> None:
         """Persist ids after each step, so a later process can resume or destroy."""
         write_state(self.state_file, self.state)
 
@@ -983,22 +1019,22 @@ class AWSProvider(Provider):
                 self.state = {"provider": "aws", "run_id": self.run_id, "region": self.region,
                               "owner": self.owner, "name_prefix": self.names.prefix,
                               "created": _iso(now), "expires": _iso(now + self.ttl)}
-                self._save()
+                self._save_state()
             self.say(f"aws: creating run {self.run_id} in {self.region} (expires {self.state['expires']})")
             if "account" not in self.state:
                 self.state.update(self.cloud.identity())
-                self._save()
+                self._save_state()
             self._create_vpc()
             self._create_subnets()
             self._create_internet_gateway()
             self._create_routes()
-            for store in STORES:
+            for store in BUCKET_STORES:
                 self._create_bucket(store)
             self._create_roles()
             self._create_cluster()
             self._create_nodegroup()
             self.state["complete"] = True
-            self._save()
+            self._save_state()
 
     def _create_vpc(self) -> None:
         ec2 = self.cloud.client("ec2")
@@ -1008,7 +1044,7 @@ class AWSProvider(Provider):
                 vpc = ec2.create_vpc(CidrBlock=self.vpc_cidr, TagSpecifications=[{
                     "ResourceType": "vpc", "Tags": ec2_tags({**self.tags(), "Name": name})}])["Vpc"]
             self.state["vpc"] = vpc["VpcId"]
-            self._save()
+            self._save_state()
         vpc_id = self.state["vpc"]
         if not self.state.get("vpc_ready"):
             self.cloud.wait("ec2", "vpc_available", f"wait for VPC {vpc_id} to be available", "vpc", VpcIds=[vpc_id])
@@ -1016,7 +1052,7 @@ class AWSProvider(Provider):
                 ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsSupport={"Value": True})
                 ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
             self.state["vpc_ready"] = True
-            self._save()
+            self._save_state()
 
     def _create_subnets(self) -> None:
         ec2 = self.cloud.client("ec2")
@@ -1031,7 +1067,7 @@ class AWSProvider(Provider):
             if len(zones) < 2:
                 raise StackproofError(f"aws: region {self.region} has fewer than two available zones for EKS")
             self.state["zones"] = zones[:2]
-            self._save()
+            self._save_state()
         subnets = self.state.setdefault("subnets", [])
         net = ipaddress.ip_network(self.vpc_cidr)
         blocks = list(net.subnets(prefixlen_diff=3))  # eighths: room for more subnets later
@@ -1046,13 +1082,13 @@ class AWSProvider(Provider):
                 sn = ec2.create_subnet(VpcId=self.state["vpc"], CidrBlock=cidr, AvailabilityZone=zone,
                                        TagSpecifications=[{"ResourceType": "subnet", "Tags": ec2_tags(tags)}])
             subnets.append(sn["Subnet"]["SubnetId"])
-            self._save()
+            self._save_state()
         if not self.state.get("subnets_public"):
             for sid in subnets:
                 with self.cloud.step("map public IPs on launch in subnet", sid):
                     ec2.modify_subnet_attribute(SubnetId=sid, MapPublicIpOnLaunch={"Value": True})
             self.state["subnets_public"] = True
-            self._save()
+            self._save_state()
 
     def _create_internet_gateway(self) -> None:
         ec2 = self.cloud.client("ec2")
@@ -1062,13 +1098,13 @@ class AWSProvider(Provider):
                 igw = ec2.create_internet_gateway(TagSpecifications=[{
                     "ResourceType": "internet-gateway", "Tags": ec2_tags({**self.tags(), "Name": name})}])
             self.state["internet_gateway"] = igw["InternetGateway"]["InternetGatewayId"]
-            self._save()
+            self._save_state()
         if not self.state.get("internet_gateway_attached"):
             igw_id = self.state["internet_gateway"]
             with self.cloud.step("attach internet gateway", f"{igw_id} to {self.state['vpc']}"):
                 ec2.attach_internet_gateway(InternetGatewayId=igw_id, VpcId=self.state["vpc"])
             self.state["internet_gateway_attached"] = True
-            self._save()
+            self._save_state()
 
     def _create_routes(self) -> None:
         ec2 = self.cloud.client("ec2")
@@ -1078,21 +1114,21 @@ class AWSProvider(Provider):
                 rt = ec2.create_route_table(VpcId=self.state["vpc"], TagSpecifications=[{
                     "ResourceType": "route-table", "Tags": ec2_tags({**self.tags(), "Name": name})}])
             self.state["route_table"] = rt["RouteTable"]["RouteTableId"]
-            self._save()
+            self._save_state()
         rt_id = self.state["route_table"]
         if not self.state.get("default_route"):
             with self.cloud.step("create default route in route table", rt_id):
                 ec2.create_route(RouteTableId=rt_id, DestinationCidrBlock="0.0.0.0/0",
                                  GatewayId=self.state["internet_gateway"])
             self.state["default_route"] = True
-            self._save()
+            self._save_state()
         assocs = self.state.setdefault("route_table_associations", {})
         for sid in self.state["subnets"]:
             if sid in assocs:
                 continue
             with self.cloud.step("associate route table", f"{rt_id} with subnet {sid}"):
                 assocs[sid] = ec2.associate_route_table(RouteTableId=rt_id, SubnetId=sid)["AssociationId"]
-            self._save()
+            self._save_state()
 
     def _create_bucket(self, store: str) -> None:
         """The bucket of one store, tagged, public access blocked."""
@@ -1110,7 +1146,7 @@ class AWSProvider(Provider):
                     if _code(exc) != "BucketAlreadyOwnedByYou":
                         raise
             buckets[store] = bucket
-            self._save()
+            self._save_state()
         configured = self.state.setdefault("buckets_configured", [])
         if store not in configured:
             with self.cloud.step("tag S3 bucket", bucket):
@@ -1120,7 +1156,7 @@ class AWSProvider(Provider):
                     "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
                     "RestrictPublicBuckets": True})
             configured.append(store)
-            self._save()
+            self._save_state()
 
     def _policy_arn(self, name: str) -> str:
         return f"arn:{self.state.get('partition', 'aws')}:iam::aws:policy/{name}"
@@ -1130,7 +1166,7 @@ class AWSProvider(Provider):
         roles = self.state.setdefault("roles", {})
         attached = self.state.setdefault("role_policies", {})
         partition = self.state.get("partition", "aws")
-        bucket_arns = [f"arn:{partition}:s3:::{self.state['buckets'][store]}" for store in STORES]
+        bucket_arns = [f"arn:{partition}:s3:::{self.state['buckets'][store]}" for store in BUCKET_STORES]
         for kind, role, service, policies in (
                 ("cluster", self.names.cluster_role, "eks.amazonaws.com", CLUSTER_POLICIES),
                 ("node", self.names.node_role, "ec2.amazonaws.com", NODE_POLICIES)):
@@ -1151,7 +1187,7 @@ class AWSProvider(Provider):
                             raise
                         arn = existing["Arn"]
                 roles[kind] = arn
-                self._save()
+                self._save_state()
             done = attached.setdefault(kind, [])
             for pol in policies:
                 if pol in done:
@@ -1159,16 +1195,16 @@ class AWSProvider(Provider):
                 with self.cloud.step("attach policy to IAM role", f"{pol} to {role}"):
                     iam.attach_role_policy(RoleName=role, PolicyArn=self._policy_arn(pol))
                 done.append(pol)
-                self._save()
+                self._save_state()
             if kind == "node" and NODE_BUCKET_POLICY not in done:
-                doc = {"Version": "2012-10-17", "Statement": [  # the run's two buckets, nothing wider
+                doc = {"Version": "2012-10-17", "Statement": [  # the buckets made, nothing wider
                     {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": bucket_arns},
                     {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                      "Resource": [f"{arn}/*" for arn in bucket_arns]}]}
                 with self.cloud.step("put bucket access policy on IAM role", role):
                     iam.put_role_policy(RoleName=role, PolicyName=NODE_BUCKET_POLICY, PolicyDocument=json.dumps(doc))
                 done.append(NODE_BUCKET_POLICY)
-                self._save()
+                self._save_state()
 
     def _create_cluster(self) -> None:
         eks = self.cloud.client("eks")
@@ -1199,9 +1235,9 @@ class AWSProvider(Provider):
                                 raise
                     break
                 except _RetryLater:
-                    time.sleep(self.cloud.delay(DEFAULT_POLL_DELAY))
+                    time.sleep(self.cloud.delay(DEFAULT_POLL_INTERVAL))
             self.state["cluster"] = {"name": name}
-            self._save()
+            self._save_state()
         if self.state["cluster"].get("status") != "ACTIVE":
             self.cloud.wait("eks", "cluster_active", f"wait for EKS cluster {name} to be ACTIVE", "cluster_create",
                             name=name)
@@ -1210,7 +1246,7 @@ class AWSProvider(Provider):
             self.state["cluster"] = {"name": name, "status": c["status"], "endpoint": c.get("endpoint"),
                                      "ca": (c.get("certificateAuthority") or {}).get("data"),
                                      "version": c.get("version"), "arn": c.get("arn")}
-            self._save()
+            self._save_state()
 
     def _create_nodegroup(self) -> None:
         eks = self.cloud.client("eks")
@@ -1230,12 +1266,12 @@ class AWSProvider(Provider):
                             and _eks_status(self.cloud, "nodegroup", cluster, ng)):
                         raise
             self.state["nodegroup"] = {"name": ng}
-            self._save()
+            self._save_state()
         if self.state["nodegroup"].get("status") != "ACTIVE":
             self.cloud.wait("eks", "nodegroup_active", f"wait for EKS node group {cluster}/{ng} to be ACTIVE",
                             "nodegroup_create", clusterName=cluster, nodegroupName=ng)
             self.state["nodegroup"]["status"] = "ACTIVE"
-            self._save()
+            self._save_state()
 
     # -- kubeconfig and the deployer ------------------------------------------------
     def kubeconfig(self) -> dict:
@@ -1259,10 +1295,14 @@ class AWSProvider(Provider):
                 "stackproof/owner": _label_value(self.owner)}
 
     def storage(self) -> dict:
-        """What the deployer needs: a bucket per store (``buckets``); ``bucket`` (Cortex's)
-        because the deployer's storage check asks for one."""
-        buckets = self.state.get("buckets") or self.names.buckets(self.state.get("account", ""), self.region)
-        return {"type": "s3", "bucket": buckets["cortex"], "buckets": dict(buckets), "region": self.region}
+        """What the deployer needs: the bucket of each store that has one (``buckets``;
+        not a store that keeps its data on its volume, as the logs store does);
+        ``bucket`` (the first, the metrics store's) because the deployer's storage
+        check asks for one."""
+        known = self.state.get("buckets") or {}  # may name a bucket an older version made: not handed on
+        buckets = {store: known.get(store) or self.names.bucket(self.state.get("account", ""), self.region, store)
+                   for store in BUCKET_STORES}
+        return {"type": "s3", "bucket": buckets[BUCKET_STORES[0]], "buckets": buckets, "region": self.region}
 
     def _make_deployer(self, where: str):
         """The Kubernetes deployer for this cluster (a fresh token each time); errors are
@@ -1273,7 +1313,7 @@ class AWSProvider(Provider):
                 from .kube import KubeDeployer  # another module; imported only when needed
             except ImportError as exc:
                 raise StackproofError(f"{where}: the Kubernetes deployer (harness.providers.kube) is not "
-                                      f"available: {_clean(exc)}") from None
+                                      f"available: {_scrub(exc)}") from None
             factory = KubeDeployer
         kubeconfig = self.kubeconfig()
         try:
@@ -1298,7 +1338,7 @@ class AWSProvider(Provider):
         where = f"aws: deploy {release.name} to EKS cluster {self.names.cluster}"
         with self.cloud.phase_of("deploy"):
             self.state["namespace"] = self.names.namespace  # before anything runs there: destroy cleans it
-            self._save()
+            self._save_state()
             deployer = self._make_deployer(where)
             self._deployer = deployer
             timeout = int(self.cloud.timeouts["deploy"])
@@ -1309,7 +1349,7 @@ class AWSProvider(Provider):
             except Exception as exc:
                 raise StackproofError(f"{where}: {_one_line(exc)}") from None
             self.state["release"] = release.name
-            self._save()
+            self._save_state()
             return self._save_target(target, release)
 
     def upgrade(self, release: Release, on_swap: SwapHook | None = None) -> Target:
@@ -1326,7 +1366,7 @@ class AWSProvider(Provider):
             except Exception as exc:
                 raise StackproofError(f"{where}: {_one_line(exc)}") from None
             self.state["release"] = release.name
-            self._save()
+            self._save_state()
             return self._save_target(target, release)
 
     # -- destroy, status, artifacts ------------------------------------------------
@@ -1359,7 +1399,7 @@ class AWSProvider(Provider):
             else:
                 self.say(f"aws: deleting {len(inv.records())} resources of run {self.run_id}")
                 deleted = destroy_inventory(self.cloud, inv)
-            shutil.rmtree(self.root, ignore_errors=True)
+            shutil.rmtree(self.state_dir, ignore_errors=True)
             self.state = {}
             self._deployer = None
             return deleted
@@ -1422,7 +1462,7 @@ def _one_line(exc: BaseException, kubeconfig: dict | None = None) -> str:
             tok = (u.get("user") or {}).get("token")
             if tok:
                 text = text.replace(tok, "***")
-    text = _clean(text)
+    text = _scrub(text)
     name = type(exc).__name__
     return f"{name}: {text}" if text and not isinstance(exc, StackproofError) else (text or name)
 
@@ -1449,7 +1489,7 @@ def _rewrap(exc: StackproofError, where: str, kubeconfig: dict | None = None) ->
 
 def janitor(older_than: timedelta | None = None, run_id: str | None = None, dry_run: bool = False,
             region: str | None = None, *, now: datetime | None = None, name_prefix: str = "stackproof",
-            poll_delay: float | None = None, timeouts: dict | None = None,
+            poll_interval: float | None = None, timeouts: dict | None = None,
             progress: Callable[[str], None] = say) -> list[dict]:
     """Find what stackproof made in ``region`` (and IAM) and delete the runs that are
     past their ``stackproof:expires`` tag, or were created more than ``older_than``
@@ -1465,7 +1505,7 @@ def janitor(older_than: timedelta | None = None, run_id: str | None = None, dry_
     if run_id is not None:
         check_run_id(run_id, name_prefix)
     now = now or _utcnow()
-    cloud = Cloud(region, poll_delay=poll_delay, timeouts=timeouts, progress=progress)
+    cloud = Cloud(region, poll_interval=poll_interval, timeouts=timeouts, progress=progress)
     with cloud.phase_of("janitor"):
         account = cloud.identity()["account"]
         runs = scan_runs(cloud, account, name_prefix)
@@ -1557,18 +1597,9 @@ def scan_runs(cloud: Cloud, account: str, name_prefix: str = "stackproof") -> di
                     raise
                 if t.get(TAG_MANAGED) == "true":
                     seen(t.get(TAG_RUN), t, role.get("CreateDate"))
-    s3 = cloud.client("s3")
     with cloud.step("janitor: list S3 buckets of account", account):
-        for b in s3.list_buckets().get("Buckets", []):
-            name = b["Name"]
-            name_run = _bucket_run_id(name, name_prefix, account, region)
-            if name_run is None:
-                continue  # not a stackproof bucket of this region
-            try:
-                t = tag_dict(s3.get_bucket_tagging(Bucket=name).get("TagSet"))
-            except ClientError as exc:
-                if not (_is_not_found(exc) or _code(exc) in ("NoSuchTagSet", "NoSuchTagSetError")):
-                    raise
-                t = {}
-            seen(t.get(TAG_RUN) or name_run, t, b.get("CreationDate"))
+        # a bucket store's (tagged or not) by its name; any other by its tags
+        for b, t in _tagged_buckets(cloud, f"{name_prefix}-"):
+            tag_run = t.get(TAG_RUN) if t.get(TAG_MANAGED) == "true" else None
+            seen(tag_run or _bucket_run_id(b["Name"], name_prefix, account, region), t, b.get("CreationDate"))
     return runs

@@ -3,19 +3,23 @@ GCS bucket, both made with Google's own client libraries
 (``google-cloud-container`` over its REST transport, ``google-cloud-storage``).
 
 ``create()`` makes a zonal (or regional) cluster with one node pool in the first
-location of ``locations`` and, in that location's region, one bucket per store
-(``cortex``, ``loki``: Cortex has no storage prefix and would take Loki's
-top-level ``index/`` for a tenant). A location
-that answers with a stockout (GKE: ``GCE_STOCKOUT``, "does not have enough
-resources available", ``ZONE_RESOURCE_POOL_EXHAUSTED``) is cleaned of what the
-failed attempt left and the next location is tried; any other error fails at
-once as one line naming the step and the resource.
+location of ``locations`` and, in that location's region, a bucket for each
+store that keeps its data in object storage (the catalog's stores with
+``uses_bucket``: today Cortex alone; VictoriaLogs keeps its data on its own
+volume, a PersistentVolumeClaim, so it gets no bucket). Stores never share a
+bucket (Cortex has no storage prefix: every top-level folder is a tenant). A
+location that answers with a stockout (GKE: ``GCE_STOCKOUT``, "does not have
+enough resources available", ``ZONE_RESOURCE_POOL_EXHAUSTED``) is cleaned of
+what the failed attempt left and the next location is tried; any other error
+fails at once as one line naming the step and the resource.
 
 Everything it makes carries labels (``stackproof-managed=true``,
 ``stackproof-owner``, ``stackproof-run-id``, ``stackproof-expires`` as
 ``20261124t040000z``, UTC), so ``destroy()`` works from the labels alone and
-:func:`janitor` finds what a crashed run left. State (names, locations; never a
-token) is kept in ``$STACKPROOF_STATE/gcp-<run id>/state.json`` to resume.
+:func:`janitor` finds what a crashed run left, a labelled bucket of any name
+included (such as a store's bucket that an older version made). State (names,
+locations; never a token) is kept in ``$STACKPROOF_STATE/gcp-<run id>/state.json``
+to resume.
 
 Configuration: project from the argument, ``STACKPROOF_GCP_PROJECT``,
 ``GOOGLE_CLOUD_PROJECT`` or the application-default credentials; locations from
@@ -46,11 +50,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import say
+from ..components import stores
 from ..errors import ConfigError, StackproofError, one_line
 from ..releases import Release
 from ..target import Target
 from .base import Provider, SwapHook, read_state, write_state
-from .local import state_root
+from .common import state_root
 
 LABEL_MANAGED = "stackproof-managed"
 LABEL_OWNER = "stackproof-owner"
@@ -74,11 +79,19 @@ _ZONE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
 _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 MAX_RUN_ID = 40  # the CI workflows' run ids (nightly-<run>-<attempt>-<provider>-<suite>) reach 39
-# one bucket each: the stores' objects never share a bucket
-STORES = ("cortex", "loki")
+# the stores that keep their data in a bucket, one bucket each; the rest keep it
+# on their own volume. Metrics store first.
+BUCKET_STORES = tuple(c.name for c in stores() if c.uses_bucket)
 CLUSTER_NAME_MAX = 40  # GKE
 BUCKET_NAME_MAX = 63  # GCS (without dots)
 _PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
+DEFAULT_TTL = timedelta(hours=6)
+# seconds; every wait is bounded
+DEFAULT_TIMEOUTS = {
+    "operation": 2400,  # one GKE operation (create or delete a cluster)
+    "deploy": 900,
+    "namespace_delete": 300,
+}
 _SECRETS = [re.compile(p) for p in (r"ya29\.[\w.\-]+", r"(?i)bearer\s+\S+", r"(?i)(access_token|key)=[^&\s]+")]
 
 
@@ -129,9 +142,9 @@ def region_of(location: str) -> str:
 def _scrub(text: str, extra: tuple[str, ...] = ()) -> str:
     for s in extra:
         if s:
-            text = text.replace(s, "<redacted>")
+            text = text.replace(s, "***")
     for rx in _SECRETS:
-        text = rx.sub("<redacted>", text)
+        text = rx.sub("***", text)
     return text
 
 
@@ -516,10 +529,10 @@ class GCPProvider(Provider):
     name = "gcp"
 
     def __init__(self, run_id: str | None = None, project: str | None = None, locations: list[str] | None = None,
-                 owner: str | None = None, ttl: timedelta = timedelta(hours=6), name_prefix: str = "stackproof",
+                 owner: str | None = None, ttl: timedelta = DEFAULT_TTL, name_prefix: str = "stackproof",
                  credentials=None, client_options: dict | None = None, deployer_factory: Callable | None = None,
                  *, storage_client_options: dict | None = None, poll_interval: float | None = None,
-                 operation_timeout: float = 2400.0, machine_type: str = "e2-standard-4", node_count: int = 2,
+                 timeouts: dict | None = None, machine_type: str = "e2-standard-4", node_count: int = 2,
                  disk_size_gb: int = 50, progress: Callable[[str], None] = say):
         if not _PREFIX.match(name_prefix):
             raise ConfigError(f"gcp: name prefix {name_prefix!r} must be 1-15 of a-z, 0-9, '-', starting with a letter")
@@ -539,10 +552,10 @@ class GCPProvider(Provider):
         for loc in self.locations:
             if not (_ZONE.match(loc) or _REGION.match(loc)):
                 raise ConfigError(f"gcp: location {loc!r} is neither a zone (us-central1-a) nor a region (us-central1)")
-        self.owner = owner or os.environ.get("STACKPROOF_OWNER") or _whoami()
+        self.owner = owner or os.environ.get("STACKPROOF_OWNER") or _default_owner()
         self.ttl = ttl
         self.deployer_factory = deployer_factory
-        self.operation_timeout = operation_timeout
+        self.timeouts = _timeouts(timeouts)
         self.machine_type, self.node_count, self.disk_size_gb = machine_type, node_count, disk_size_gb
         self.say = progress
         self.api_calls = ApiCalls()
@@ -560,14 +573,14 @@ class GCPProvider(Provider):
         """``<prefix>-<run id>-<project hash>-<store>``: bucket names are global across
         all of GCS, so a hash of the project keeps two projects using the same run id
         apart; a long run id is cut short and hashed (:func:`fit_name`) to fit 63."""
-        if store not in STORES:
-            raise ValueError(f"gcp: unknown store {store!r} (known: {', '.join(STORES)})")
+        if store not in BUCKET_STORES:
+            raise ValueError(f"gcp: store {store!r} has no bucket (stores with one: {', '.join(BUCKET_STORES)})")
         digest = hashlib.sha256(self.api.project.encode()).hexdigest()[:6]
         return fit_name(f"{self.name_prefix}-{self.run_id}", BUCKET_NAME_MAX, f"-{digest}-{store}")
 
     @property
     def bucket_names(self) -> dict[str, str]:
-        return {store: self.bucket_name(store) for store in STORES}
+        return {store: self.bucket_name(store) for store in BUCKET_STORES}
 
     @property
     def namespace(self) -> str:
@@ -584,6 +597,10 @@ class GCPProvider(Provider):
     def state_file(self) -> Path:
         return self.state_dir / "state.json"
 
+    @property
+    def target_file(self) -> Path:
+        return self.state_dir / "target.yaml"
+
     def _load_state(self) -> dict:
         return read_state(self.state_file, "gcp: state file")
 
@@ -599,7 +616,7 @@ class GCPProvider(Provider):
                            "labels": self.labels, "name_prefix": self.name_prefix})
         self._save_state()
         location = self._create_cluster()
-        for store in STORES:
+        for store in BUCKET_STORES:
             self._create_bucket(region_of(location), store)
 
     def _cluster_spec(self):
@@ -641,7 +658,7 @@ class GCPProvider(Provider):
             except _api_errors() as exc:
                 raise self.api.error("create cluster", resource, exc) from None
             else:
-                op = self.api.wait_operation(op, loc, "create cluster", resource, self.operation_timeout)
+                op = self.api.wait_operation(op, loc, "create cluster", resource, self.timeouts["operation"])
                 failure = self.api.operation_failure(op)
                 if not failure:
                     cl = self.api.get_cluster(loc, name)
@@ -659,7 +676,7 @@ class GCPProvider(Provider):
             self.state.setdefault("stockouts", []).append(loc)
             nxt = locations[i + 1] if i + 1 < len(locations) else None
             self.say(f"gcp: stockout in {loc}" + (f"; removing what it left, then trying {nxt}" if nxt else ""))
-            errors = self.api.delete_clusters([(loc, name)], self.operation_timeout)
+            errors = self.api.delete_clusters([(loc, name)], self.timeouts["operation"])
             self.state["cluster"]["status"] = "stockout"
             self._save_state()
             if errors:
@@ -679,7 +696,7 @@ class GCPProvider(Provider):
                                   f"this run's (label {LABEL_RUN_ID})")
         self.say(f"gcp: cluster {resource} exists already (resuming)")
         for op in self.api.running_operations(loc, name):
-            self.api.wait_operation(op, loc, "create cluster", resource, self.operation_timeout)
+            self.api.wait_operation(op, loc, "create cluster", resource, self.timeouts["operation"])
         cl = self.api.get_cluster(loc, name)
         if cl is not None and cl.status == Cluster.Status.RUNNING:
             return ""
@@ -748,31 +765,34 @@ class GCPProvider(Provider):
             if factory is None:
                 from .kube import KubeDeployer
                 factory = KubeDeployer
-            known = self.state.get("buckets") or {}
-            buckets = {store: (known.get(store) or {}).get("name") or self.bucket_name(store) for store in STORES}
-            # a bucket per store; 'bucket' (Cortex's) because the deployer's storage check asks for one
-            storage = {"type": "gcs", "bucket": buckets["cortex"], "buckets": buckets}
+            known = self.state.get("buckets") or {}  # may name a bucket an older version made: not handed on
+            buckets = {store: (known.get(store) or {}).get("name") or self.bucket_name(store)
+                       for store in BUCKET_STORES}
+            # the bucket of each store that has one (not the logs store: its data is on its
+            # volume); 'bucket' (the first, the metrics store's) because the deployer's storage
+            # check asks for one
+            storage = {"type": "gcs", "bucket": buckets[BUCKET_STORES[0]], "buckets": buckets}
             self._deployer = factory(kubeconfig=kubeconfig, namespace=self.namespace, storage=storage,
                                      labels=self.labels)
             self._deployer_token = token
         return self._deployer
 
     def deploy(self, release: Release) -> Target:
-        target = self._make_deployer().deploy(release, timeout=900)
+        target = self._make_deployer().deploy(release, timeout=self.timeouts["deploy"])
         self.state.update({"deployed": True, "release": release.name})
         self._save_state()
-        return self._keep_target(target)
+        return self._save_target(target, release)
 
     def upgrade(self, release: Release, on_swap: SwapHook | None = None) -> Target:
-        target = self._make_deployer().upgrade(release, on_swap=on_swap, timeout=900)
+        target = self._make_deployer().upgrade(release, on_swap=on_swap, timeout=self.timeouts["deploy"])
         self.state["release"] = release.name
         self._save_state()
-        return self._keep_target(target)
+        return self._save_target(target, release)
 
-    def _keep_target(self, target: Target) -> Target:
+    def _save_target(self, target: Target, release: Release) -> Target:
         target.provider = "gcp"
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        target.save(self.state_dir / "target.yaml")
+        target.release = release.name
+        target.save(target.path or self.target_file)  # owner-only: it holds the tenants' tokens
         return target
 
     # -- destroy ---------------------------------------------------------------------------
@@ -787,7 +807,7 @@ class GCPProvider(Provider):
         errors: list[str] = []
         if self.state.get("deployed"):
             try:
-                self._make_deployer().delete(timeout=300)
+                self._make_deployer().delete(timeout=self.timeouts["namespace_delete"])
             except Exception as exc:  # noqa: BLE001 -- best effort: the cluster goes next
                 self.say(f"gcp: could not delete namespace {self.namespace} first "
                          f"({one_line(_scrub(str(exc)), 160)}); deleting the cluster anyway")
@@ -797,7 +817,7 @@ class GCPProvider(Provider):
             clusters.add((known["location"], known["name"]))
         if clusters:
             self.say("gcp: deleting cluster(s) " + ", ".join(f"{n} in {loc}" for loc, n in sorted(clusters)))
-        errors += self.api.delete_clusters(sorted(clusters), self.operation_timeout)
+        errors += self.api.delete_clusters(sorted(clusters), self.timeouts["operation"])
         buckets = {b.name for b in self.api.list_buckets() if self._owned(b)}
         # the state file's too: each store's, and the one shared bucket of older versions
         known = [*(self.state.get("buckets") or {}).values(), self.state.get("bucket") or {}]
@@ -819,8 +839,9 @@ class GCPProvider(Provider):
     # -- status and artifacts ----------------------------------------------------------------
     def status(self) -> dict:
         known = self.state.get("cluster") or {}
-        out: dict[str, Any] = {"provider": "gcp", "run_id": self.run_id, "state_dir": str(self.state_dir),
-                               "labels": self.state.get("labels"), "release": self.state.get("release"),
+        out: dict[str, Any] = {"provider": "gcp", "run_id": self.run_id, "state_file": str(self.state_file),
+                               "owner": self.owner, "labels": self.state.get("labels"),
+                               "release": self.state.get("release"),
                                "cluster": None, "buckets": None}
         if not self.state:
             return out
@@ -858,7 +879,14 @@ class GCPProvider(Provider):
         return paths + [info]
 
 
-def _whoami() -> str:
+def _timeouts(timeouts: dict | None) -> dict:
+    unknown = sorted(set(timeouts or {}) - set(DEFAULT_TIMEOUTS))
+    if unknown:
+        raise ConfigError(f"gcp: unknown timeout {', '.join(unknown)} (known: {', '.join(DEFAULT_TIMEOUTS)})")
+    return {**DEFAULT_TIMEOUTS, **(timeouts or {})}
+
+
+def _default_owner() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -869,7 +897,7 @@ def _whoami() -> str:
 def janitor(older_than: timedelta | None = None, run_id: str | None = None, dry_run: bool = False,
             project: str | None = None, locations: list[str] | None = None, *, now: dt.datetime | None = None,
             credentials=None, client_options: dict | None = None, storage_client_options: dict | None = None,
-            poll_interval: float | None = None, operation_timeout: float = 2400.0,
+            poll_interval: float | None = None, timeouts: dict | None = None,
             progress: Callable[[str], None] = say) -> list[dict]:
     """Delete what stackproof runs left: clusters and buckets labelled
     ``stackproof-managed=true`` that are of ``run_id`` (when given), else past
@@ -879,6 +907,7 @@ def janitor(older_than: timedelta | None = None, run_id: str | None = None, dry_
     location, run_id, owner, expires, reason, action ("deleted", "would delete",
     "failed: ...")."""
     now = now or _utcnow()
+    operation_timeout = _timeouts(timeouts)["operation"]
     api = GcpApi(project, credentials, client_options, storage_client_options, poll_interval, None, progress)
     picked: list[tuple[str, Any, dict]] = []
 

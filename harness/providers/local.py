@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import secrets
 import shutil
 import time
 from contextlib import contextmanager
@@ -21,38 +20,28 @@ from typing import Callable
 
 from .. import say
 from ..binaries import BinaryResolver
-from ..components import BY_NAME, COMPONENTS, Component, PlatformContext
-from ..components.s3 import new_credentials
+from ..components import COMPONENTS, LOGS_STORE, METRICS_STORE, ROLES, Component, PlatformContext, by_role
+from ..components.s3 import S3Server, new_credentials
 from ..errors import StackproofError
 from ..ports import free_ports, require_free
 from ..procs import Supervised
 from ..releases import Release
-from ..target import DEFAULT_LIMITS, Target, Tenant
+from ..target import DEFAULT_LIMITS, Durability, Target
 from ..tls import TLSFiles, write_platform_pki
 from .base import Provider, SwapHook, read_state, write_state
-
-# tenants every local platform has; 'limited' has deliberately low ingestion limits
-DEFAULT_TENANTS = (("tenant-a", "user"), ("tenant-b", "user"), ("tenant-limited", "limited"),
-                   ("stackproof-system", "system"))
-
-
-def new_tenants() -> list[Tenant]:
-    """The default tenants, each with a fresh random token."""
-    return [Tenant(n, secrets.token_urlsafe(32), role) for n, role in DEFAULT_TENANTS]
-
-
-LIMITED_OVERRIDES = {
-    "cortex": {"ingestion_rate": DEFAULT_LIMITS["limited_metrics_burst_samples"],
-               "ingestion_burst_size": DEFAULT_LIMITS["limited_metrics_burst_samples"]},
-    "loki": {"ingestion_rate_mb": 0.01, "ingestion_burst_size_mb": 0.01},
-}
-
+from .common import limited_overrides, new_tenants, state_root
 
 STORAGE_TYPES = ("filesystem", "s3")
 
 
-def state_root() -> Path:
-    return Path(os.environ.get("STACKPROOF_STATE") or Path.home() / ".local" / "state" / "stackproof")
+SIGNAL_ROLES = {"metrics": METRICS_STORE, "logs": LOGS_STORE}
+
+
+def declared_durability() -> dict[str, Durability]:
+    """What the local platform declares of its stores (the durability suite proves it):
+    the loss window each store is configured for, and whether its data is in object storage."""
+    return {signal: Durability(by_role(role).crash_loss_seconds, by_role(role).uses_bucket)
+            for signal, role in SIGNAL_ROLES.items()}
 
 
 def _rss_bytes(pid: int) -> int:
@@ -159,8 +148,7 @@ class LocalProvider(Provider):
             ports["gateway"] = self.gateway_port
         tls = write_platform_pki(self.root / "tls", self.platform)
         tenants = new_tenants()
-        overrides = {comp: {t.name: dict(limits) for t in tenants if t.role == "limited"}
-                     for comp, limits in LIMITED_OVERRIDES.items()}
+        overrides = limited_overrides(tenants)
         self.state = {"platform": self.platform, "created": time.time(), "ports": ports,
                       "tls": [str(tls.ca_cert), str(tls.server_cert), str(tls.server_key)],
                       "overrides": overrides, "storage": self._storage_config(), "components": {}}
@@ -171,6 +159,7 @@ class LocalProvider(Provider):
             components={c.name: c.endpoint(self._ctx_for(ports, tls, tenants)) for c in self.active()},
             limits=dict(DEFAULT_LIMITS), logs_dir=str(self.root / "logs"),
             object_storage=self._published_storage(ports),
+            durability=declared_durability(),
         )
         target.save(self.target_file)
         self._save_state()
@@ -184,9 +173,13 @@ class LocalProvider(Provider):
     def _published_storage(self, ports: dict) -> dict:
         """What the target file says about the bucket (for the durability suite's listing)."""
         st = self.state["storage"]
+        # the bucket of each signal whose store keeps its data in object storage
+        named = {f"{signal}_bucket": by_role(role).name for signal, role in SIGNAL_ROLES.items()
+                 if by_role(role).uses_bucket}
         if st["type"] == "s3":
-            return {**st, "endpoint": f"http://127.0.0.1:{ports['s3']}", "buckets": "cortex,loki"}
-        return {"type": "filesystem", "path": str(self.root / "data" / "bucket")}
+            return {**st, "endpoint": f"http://127.0.0.1:{ports['s3']}", "buckets": ",".join(S3Server.buckets()),
+                    **named}
+        return {"type": "filesystem", "path": str(self.root / "data" / "bucket"), **named}
 
     def active(self) -> list[Component]:
         """The components this platform runs (the S3 server only with S3 storage)."""
@@ -288,37 +281,45 @@ class LocalProvider(Provider):
             return target
 
     # -- single components, on the same data ------------------------------
-    def stop_component(self, name: str) -> str:
-        self._attach_all()
-        return self.procs[name].stop(BY_NAME[name].stop_timeout)
+    @staticmethod
+    def _by_role(role: str) -> Component:
+        if role not in ROLES:
+            raise StackproofError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        return by_role(role)
 
-    def kill_component(self, name: str) -> None:
+    def stop_component(self, role: str) -> str:
         self._attach_all()
-        self.procs[name].kill()
+        c = self._by_role(role)
+        return self.procs[c.name].stop(c.stop_timeout)
 
-    def start_component(self, name: str) -> float:
+    def kill_component(self, role: str) -> None:
+        self._attach_all()
+        self.procs[self._by_role(role).name].kill()
+
+    def start_component(self, role: str) -> float:
         """Start a stopped component again on its data, same version."""
         self._attach_all()
-        c = BY_NAME[name]
-        comp = self.state["components"][name]
-        if self.procs.get(name) and self.procs[name].alive():
-            raise StackproofError(f"{name} is already running")
+        c = self._by_role(role)
+        comp = self.state["components"][c.name]
+        if self.procs.get(c.name) and self.procs[c.name].alive():
+            raise StackproofError(f"{c.name} ({role}) is already running")
         return self._start(c, self.context(), Path(comp["binary"]), comp.get("version"))
 
-    def remove_local_data(self, name: str) -> list[str]:
+    def remove_local_data(self, role: str) -> list[str]:
         self._attach_all()
-        if self.procs.get(name) and self.procs[name].alive():
-            raise StackproofError(f"{name} is running; stop it before removing its local data")
+        c = self._by_role(role)
+        if self.procs.get(c.name) and self.procs[c.name].alive():
+            raise StackproofError(f"{c.name} ({role}) is running; stop it before removing its local data")
         removed = []
-        for d in BY_NAME[name].data_dirs(self.context()):
+        for d in c.data_dirs(self.context()):
             if d.exists():
                 shutil.rmtree(d)
                 removed.append(str(d))
         return removed
 
-    def restart_component(self, name: str) -> float:
-        self.stop_component(name)
-        return self.start_component(name)
+    def restart_component(self, role: str) -> float:
+        self.stop_component(role)
+        return self.start_component(role)
 
     # -- teardown and status ---------------------------------------------
     def destroy(self, keep_data: bool = False) -> dict[str, str]:
@@ -370,10 +371,11 @@ class LocalProvider(Provider):
         for src in sorted((self.root / "logs").glob("*.log")):
             shutil.copy2(src, dest / src.name)
             out.append(dest / src.name)
-        secret_free = ("cortex.yaml", "loki.yaml", "prometheus.yml", "cortex-overrides.yaml",
-                       "loki-overrides.yaml")
-        for name in secret_free:
-            src = self.root / "config" / name
+        # everything in config/ but the two files that hold a token
+        for src in sorted((self.root / "config").glob("*")):
+            name = src.name
+            if name in ("nginx.conf", "prometheus-token") or not src.is_file():
+                continue
             if src.is_file():
                 shutil.copy2(src, dest / name)
                 out.append(dest / name)

@@ -5,6 +5,5 @@
 or `stackproof load --signal metrics`, which also checks objectives and completeness."""
 
 from loadgen.locustfiles.common import setup
-from loadgen.users import RemoteWriteUser  # noqa: F401  (locust runs the user classes it finds here)
 
-globals().update(setup())
+globals().update(setup("metrics"))  # RemoteWriteUser: locust runs the user classes it finds here

@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from harness.clients import LokiClient, PromQLClient, RemoteWriteClient
-from harness.clients.logs import logql_selector
+from harness.clients import LogsPush, PromQLClient, RemoteWriteClient, Select, logs_reader
 from harness.clients.metrics import selector
 from harness.summary import PROP_UPGRADE
 from harness.writers import ContinuousWriter, verify_logs, verify_metrics
@@ -45,20 +44,24 @@ KEPT_PROMQL = ["sum(stackproof_corpus{{stackproof_test='{id}'}})",
                "count(stackproof_corpus{{stackproof_test='{id}'}})",
                "max_over_time(stackproof_corpus{{stackproof_test='{id}',s='07'}}[3h])",
                "rate(stackproof_corpus{{stackproof_test='{id}',s='03'}}[10m])"]
-KEPT_LOGQL = ["sum(count_over_time({{stackproof_test=\"{id}\"}}[4h]))",
-              "sum by (app) (count_over_time({{stackproof_test=\"{id}\"}} |= \"even\" [4h]))"]
 
 
 def _kept_results(target, tenant, test_id, at_ms):
-    promql, loki = PromQLClient(target, tenant), LokiClient(target, tenant)
+    promql, reader = PromQLClient(target, tenant), logs_reader(target, tenant)
     out = {}
     for q in KEPT_PROMQL:
         qq = q.format(id=test_id)
         out[qq] = sorted((tuple(sorted(r["metric"].items())), r["value"][1]) for r in promql.query(qq, at_ms / 1000))
-    for q in KEPT_LOGQL:
-        qq = q.format(id=test_id)
-        out[qq] = sorted((tuple(sorted(r["metric"].items())), r["value"][1])
-                         for r in loki.query(qq, at_ms * 10**6)["result"])
+    # log counts, as the store counts them: all lines, and the 'even' ones per app,
+    # and per 30-minute window over the last four hours
+    start, end, step = (at_ms - 4 * 3600_000) * 10**6, at_ms * 10**6, 1800 * 10**9
+    every = Select.of({"stackproof_test": test_id})
+    out["logs count"] = reader.count(every, start, end)
+    for j in range(N_STREAMS):
+        out[f"logs count app{j} even"] = reader.count(every.where("app", "=", f"app{j}").line("contains", "even"),
+                                                      start, end)
+    aligned = start // step * step
+    out["logs count per 30 min"] = reader.counts(every, aligned, step, (end - aligned) // step + 1)
     return out
 
 
@@ -74,19 +77,18 @@ def test_upgrade_loses_nothing(target, tenant_a, test_id, platform_control, upgr
     # -- before: a corpus across a block boundary, and the kept queries ------------------
     series, samples, start = _corpus_metrics(test_id, now - 60_000)
     _write_corpus_metrics(RemoteWriteClient(target, tenant_a), series, samples, check)
-    # logs within the last two hours: Loki asks its ingesters only for the last
-    # 3h (query_ingesters_within), older lines must come from the store
+    # logs across the last two hours, in time-ordered pushes per stream
     log_start = now - 2 * 3600_000
     streams = [({"stackproof_test": test_id, "app": f"app{j}"},
                 [(log_start * 10**6 + k * 30_000_000_007 + j, f"{'even' if k % 2 == 0 else 'odd'} line {k} of app{j}")
                  for k in range(LINES_PER_STREAM)]) for j in range(N_STREAMS)]
-    loki = LokiClient(target, tenant_a)
+    push, reader = LogsPush(target, tenant_a), logs_reader(target, tenant_a)
     for labels, entries in streams:
-        check.status(loki.push_proto([(labels, entries)]), 204, f"corpus logs {labels['app']}")
+        check.status(push.push_proto([(labels, entries)]), 204, f"corpus logs {labels['app']}")
     promql = PromQLClient(target, tenant_a)
     check.visible("metrics", lambda: _read_all_samples(promql, series[-1], now), lambda s: len(s) == len(samples[0]),
                   "corpus metrics before the upgrade")
-    check.visible("logs", lambda: loki.entries(logql_selector(streams[-1][0]), log_start * 10**6, now * 10**6),
+    check.visible("logs", lambda: reader.entries(Select.of(streams[-1][0]), log_start * 10**6, now * 10**6),
                   lambda e: len(e) == LINES_PER_STREAM, "corpus logs before the upgrade")
     kept = _kept_results(target, tenant_a, test_id, now)
     check.true(all(kept.values()), "every kept query has a result before the upgrade", str(kept)[:300])
@@ -110,7 +112,7 @@ def test_upgrade_loses_nothing(target, tenant_a, test_id, platform_control, upgr
     check.equal(target_after.release, new.name, "the platform is at the --upgrade-to release")
     got_m = {i: _read_all_samples(promql, series[i], now) for i in range(N_SERIES)}
     check.equal(got_m, samples, "every corpus sample after the upgrade (timestamp ms, value)")
-    got_l = {lb["app"]: loki.entries(logql_selector(lb), log_start * 10**6 - 10**9, now * 10**6) for lb, _ in streams}
+    got_l = {lb["app"]: reader.entries(Select.of(lb), log_start * 10**6 - 10**9, now * 10**6) for lb, _ in streams}
     check.equal(got_l, {lb["app"]: e for lb, e in streams}, "every corpus line after the upgrade")
     check.equal(_kept_results(target, tenant_a, test_id, now), kept, "the kept queries answer the same")
     t_ns = int(t_up0 * 1e9) - 10**9
@@ -118,8 +120,7 @@ def test_upgrade_loses_nothing(target, tenant_a, test_id, platform_control, upgr
     for signal, log, verify, reader in (
             ("metrics", mw.log, verify_metrics,
              lambda: promql.raw_samples(mlabels, time.time(), f"{int(time.time() - t_up0) + 120}s")),
-            ("logs", lw.log, verify_logs, lambda: loki.entries(logql_selector(llabels), t_ns, time.time_ns(),
-                                                               limit=5000))):
+            ("logs", lw.log, verify_logs, lambda: reader.entries(Select.of(llabels), t_ns, time.time_ns() + 10**9))):
         res = check.visible(signal, lambda v=verify, lg=log, rd=reader: v(lg, rd), lambda r: not r["lost"],
                             f"{signal} writes acknowledged during the upgrade", timeout=90)
         check.equal({k: res[k] for k in ("lost", "duplicated", "unexpected", "wrong_timestamp")},
@@ -178,8 +179,8 @@ def test_rollback_reads_what_the_new_release_wrote(target, tenant_a, test_id, pl
     check.status(RemoteWriteClient(target, tenant_a).write([(labels, written)]), (200, 204), f"write on {new.name}")
     stream = {"stackproof_test": test_id, "written_by": new.name}
     lines = [(t * 10**6 + i, f"line {i} written by {new.name}") for i in range(10)]
-    check.status(LokiClient(target, tenant_a).push_proto([(stream, lines)]), 204, f"push on {new.name}")
-    promql, loki = PromQLClient(target, tenant_a), LokiClient(target, tenant_a)
+    check.status(LogsPush(target, tenant_a).push_proto([(stream, lines)]), 204, f"push on {new.name}")
+    promql, reader = PromQLClient(target, tenant_a), logs_reader(target, tenant_a)
     check.visible("metrics", lambda: _read_all_samples(promql, labels, t + 20_000), lambda s: len(s) == 10,
                   f"written on {new.name}")
     platform_control.upgrade(old)
@@ -187,6 +188,6 @@ def test_rollback_reads_what_the_new_release_wrote(target, tenant_a, test_id, pl
     got = check.visible("metrics", lambda: _read_all_samples(promql, labels, t + 20_000), lambda s: len(s) >= 10,
                         f"metrics written by {new.name}, read by {old.name}", timeout=60)
     check.equal(got, written, f"{old.name} reads the samples {new.name} wrote")
-    got = check.visible("logs", lambda: loki.entries(logql_selector(stream), t * 10**6 - 10**9, t * 10**6 + 10**9),
+    got = check.visible("logs", lambda: reader.entries(Select.of(stream), t * 10**6 - 10**9, t * 10**6 + 10**9),
                         lambda e: len(e) >= 10, f"lines written by {new.name}, read by {old.name}", timeout=60)
     check.equal(got, lines, f"{old.name} reads the lines {new.name} wrote")

@@ -1,0 +1,40 @@
+"""What every provider shares: the default tenants (with their tokens and
+account ids), the tight limits of the 'limited' tenant, and the state root.
+A neutral module, so that no provider imports another."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from ..target import DEFAULT_LIMITS, Tenant
+
+# tenants every platform stackproof builds has; 'limited' has deliberately low
+# ingestion limits. The account id is the logs store's numeric tenant
+# (VictoriaLogs' AccountID), fixed and non-zero: 0 is the store's "no tenant"
+DEFAULT_TENANTS = (("tenant-a", "user", 1), ("tenant-b", "user", 2), ("tenant-limited", "limited", 3),
+                   ("stackproof-system", "system", 4))
+
+
+def new_tenants() -> list[Tenant]:
+    """The default tenants, each with a fresh random token."""
+    return [Tenant(n, secrets.token_urlsafe(32), role, account) for n, role, account in DEFAULT_TENANTS]
+
+
+# per component name: runtime overrides of the 'limited' tenant (VictoriaLogs
+# has no per-tenant limits, so only the metrics store has an entry)
+LIMITED_OVERRIDES = {
+    "cortex": {"ingestion_rate": DEFAULT_LIMITS["limited_metrics_burst_samples"],
+               "ingestion_burst_size": DEFAULT_LIMITS["limited_metrics_burst_samples"]},
+}
+
+
+def limited_overrides(tenants: list[Tenant]) -> dict[str, dict]:
+    """{component: {tenant: limits}} for every tenant with role 'limited'."""
+    return {comp: {t.name: dict(limits) for t in tenants if t.role == "limited"}
+            for comp, limits in LIMITED_OVERRIDES.items()}
+
+
+def state_root() -> Path:
+    return Path(os.environ.get("STACKPROOF_STATE") or Path.home() / ".local" / "state" / "stackproof")

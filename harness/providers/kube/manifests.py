@@ -1,0 +1,365 @@
+"""The platform as Kubernetes manifests, rendered without a cluster: pure
+functions of the release, the tenants, the storage and the deployer's options.
+
+Every component with a cluster shape (``Component.cluster``: image, program,
+ports, probe, user, volume, secret mounts) becomes a ConfigMap of its
+configuration files (if it has any), the Secrets it reads, a Service and a
+StatefulSet, in the catalog's order; the renderer names no component and finds
+the gateway by its role. Next to them: the namespace, the pods' ServiceAccount,
+a Secret with the tenants (the platform's state) and one with the platform's
+TLS. Tokens and keys are only ever in Secrets.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from pathlib import Path, PurePosixPath
+
+from ...components import COMPONENTS, GATEWAY, Component, PlatformContext, by_role, stores
+from ...errors import ConfigError
+from ...releases import Release
+from ...target import Tenant
+from ...tls import TLSFiles
+from ..common import limited_overrides
+from .client import FIELD_MANAGER
+from .pki import GatewayPKI
+
+PART_OF = "stackproof"
+HASH_ANNOTATION = "stackproof/config-hash"
+SERVICE_ACCOUNT = "stackproof"
+TENANTS_SECRET = "stackproof-tenants"  # the tenants with their tokens: what a later process reads back
+TLS_SECRET = "stackproof-tls"  # the platform CA, the gateway's certificate and key
+# makes the data directories a component wants on its volume before it starts
+TOOLS_IMAGE = "busybox:1.37.0"
+
+ROOT = PurePosixPath("/stackproof")  # the pod's 'state directory': config/, data/, tls/, logs/
+TLS_DIR = ROOT / "tls"
+CLUSTER_TLS = TLSFiles(Path(TLS_DIR / "ca.pem"), Path(TLS_DIR / "gateway.pem"), Path(TLS_DIR / "gateway-key.pem"))
+# a component's TLS file -> (its key in the TLS Secret, its file under tls/)
+TLS_ITEMS = {"cert": ("tls.crt", CLUSTER_TLS.server_cert.name), "key": ("tls.key", CLUSTER_TLS.server_key.name),
+             "ca": ("ca.crt", CLUSTER_TLS.ca_cert.name)}
+
+STORAGE_TYPES = ("s3", "gcs")
+# a cloud identity for the stores' bucket access, as the pods' ServiceAccount
+# annotation: IRSA on EKS, workload identity on GKE. Without one, the node's
+# role (EKS) or service account (GKE) is used.
+IDENTITY_ANNOTATIONS = {"aws_role_arn": "eks.amazonaws.com/role-arn",
+                        "gcp_service_account": "iam.gke.io/gcp-service-account"}
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def is_dns1123_label(s: str) -> bool:
+    return len(s) <= 63 and bool(_DNS1123_LABEL.fullmatch(s))
+
+
+def is_label_value(s: str) -> bool:
+    return len(s) <= 63 and bool(_LABEL_VALUE.fullmatch(s))
+
+
+def is_label_key(s: str) -> bool:
+    prefix, _, name = s.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(prefix)):
+        return False
+    return 0 < len(name) <= 63 and bool(_LABEL_NAME.fullmatch(name))
+
+
+def _b64(data: str | bytes) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def cluster_components() -> list[Component]:
+    """The components that run in a cluster, in the local provider's start and
+    upgrade order (stores, gateway, agent); the local S3 server has no shape
+    there: the cloud's bucket does its work."""
+    return [c for c in COMPONENTS if c.cluster is not None]
+
+
+def version_of(c: Component, release: Release) -> str | None:
+    return release.version(c.release_key) if c.release_key else None
+
+
+def image_for(c: Component, release: Release) -> str:
+    assert c.cluster is not None
+    return c.cluster.image_for(version_of(c, release))
+
+
+def bucketed_stores() -> list[str]:
+    """The stores that keep their data in object storage (the others on their volume)."""
+    return [c.name for c in stores() if c.uses_bucket]
+
+
+def check_storage(storage: dict) -> dict:
+    """The cloud's object storage as the deployer takes it: ``{"type": "s3"|"gcs",
+    "bucket": ..., "buckets": {store: bucket}, "region": ...}``, with ``buckets``
+    reduced to the stores that keep data in a bucket. A bucket named for a store
+    this platform does not run (a cloud provider's bucket for a replaced store) is
+    left out, as long as every store that uses a bucket is named too; otherwise the
+    name is taken for a misspelling. One-line :class:`ConfigError` otherwise."""
+    if not isinstance(storage, dict) or storage.get("type") not in STORAGE_TYPES:
+        raise ConfigError(f"storage: 'type' must be one of {', '.join(STORAGE_TYPES)}, got "
+                          f"{storage.get('type') if isinstance(storage, dict) else storage!r}")
+    if not storage.get("bucket"):
+        raise ConfigError(f"storage: {storage['type']} storage needs 'bucket'")
+    if storage["type"] == "s3" and not storage.get("region"):
+        raise ConfigError("storage: an s3 storage needs 'region'")
+    for key in ("access_key_id", "secret_access_key", "service_account"):
+        if key in storage:
+            raise ConfigError(f"storage: {key!r} is not accepted: the stores take credentials from the node "
+                              "role or workload identity, never from a config map")
+    for key in IDENTITY_ANNOTATIONS:
+        if key in storage and not (isinstance(storage[key], str) and storage[key]):
+            raise ConfigError(f"storage: {key!r} must be a non-empty string")
+    buckets = storage.get("buckets", {})
+    bucketed = bucketed_stores()
+    if not isinstance(buckets, dict) or not all(isinstance(v, str) and v for v in buckets.values()):
+        raise ConfigError(f"storage: 'buckets' must map stores ({', '.join(bucketed)}) to bucket names")
+    on_volume = sorted(set(buckets) & {c.name for c in stores() if not c.uses_bucket})
+    if on_volume:
+        raise ConfigError(f"storage: 'buckets' names {', '.join(on_volume)}, which keeps its data on its volume, "
+                          f"not in a bucket (stores with a bucket: {', '.join(bucketed)})")
+    unknown = sorted(set(buckets) - set(bucketed))
+    if unknown and not set(bucketed) <= set(buckets):
+        raise ConfigError(f"storage: 'buckets' names {', '.join(unknown)}, which is no store of this platform "
+                          f"(stores with a bucket: {', '.join(bucketed)})")
+    out = dict(storage)
+    if "buckets" in storage:
+        out["buckets"] = {k: v for k, v in buckets.items() if k in bucketed}
+    return out
+
+
+class PlatformManifests:
+    """Renders the platform into one namespace. Holds no connection: the
+    deployer subclasses it and adds the API. ``lb_host`` (the gateway's
+    load-balancer address, once known) and ``pki`` are the only state."""
+
+    def __init__(self, namespace: str = "stackproof", storage: dict | None = None,
+                 labels: dict[str, str] | None = None, *, platform: str | None = None,
+                 service_annotations: dict[str, str] | None = None, volume_size: str = "10Gi",
+                 storage_class: str | None = None):
+        if not is_dns1123_label(namespace):
+            raise ConfigError(f"namespace {namespace!r} is not a valid name (lowercase letters, digits, '-'; "
+                              "at most 63)")
+        self.namespace = namespace
+        self.storage = check_storage(storage if storage is not None else {})
+        self.labels = dict(labels or {})
+        for k, v in self.labels.items():
+            if not is_label_key(str(k)):
+                raise ConfigError(f"label key {k!r} is not a valid Kubernetes label name")
+            if not isinstance(v, str) or not is_label_value(v):
+                raise ConfigError(f"label {k}={v!r}: not a valid Kubernetes label value "
+                                  "(at most 63 letters, digits, '-', '_', '.')")
+        self.platform = platform or namespace
+        self.service_annotations = dict(service_annotations or {})
+        self.volume_size = volume_size
+        self.storage_class = storage_class
+        self.pki: GatewayPKI | None = None
+        self.lb_host: str | None = None
+
+    # -- names -------------------------------------------------------------------
+    @property
+    def gateway(self) -> Component:
+        return by_role(GATEWAY)
+
+    def service_host(self, name: str) -> str:
+        return f"{name}.{self.namespace}.svc"
+
+    def gateway_hosts(self) -> list[str]:
+        """Every name the gateway's certificate must carry."""
+        svc = self.gateway.name
+        hosts = [svc, f"{svc}.{self.namespace}", f"{svc}.{self.namespace}.svc",
+                 f"{svc}.{self.namespace}.svc.cluster.local", "localhost", "127.0.0.1"]
+        if self.lb_host:
+            hosts.insert(0, self.lb_host)
+        return hosts
+
+    def _pki(self) -> GatewayPKI:
+        if self.pki is None or not self.pki.covers(self.gateway_hosts()):
+            self.pki = GatewayPKI.issue(self.platform, self.gateway_hosts())
+        return self.pki
+
+    @staticmethod
+    def selector(component: str) -> dict[str, str]:
+        return {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/name": component}
+
+    def _meta(self, name: str, component: str | None = None, namespaced: bool = True) -> dict:
+        labels = {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": FIELD_MANAGER}
+        if component:
+            labels["app.kubernetes.io/name"] = component
+        labels.update(self.labels)
+        meta = {"name": name, "labels": labels}
+        if namespaced:
+            meta["namespace"] = self.namespace
+        return meta
+
+    # -- the components' view of the cluster ----------------------------------------
+    def context(self, tenants: list[Tenant]) -> PlatformContext:
+        """Components listen on all interfaces, reach each other's ports by
+        Service DNS names, keep their files under ``/stackproof`` (the local
+        state directory's layout), and use the bucket given as ``storage`` with
+        credentials from the environment (no key in any config)."""
+        ports = {p.key: (c, p.number) for c in cluster_components() for p in c.cluster.ports if p.key}
+        return PlatformContext(
+            name=self.platform, root=Path(ROOT), ports={k: n for k, (_, n) in ports.items()}, tenants=tenants,
+            tls=CLUSTER_TLS, host="127.0.0.1", listen_host="0.0.0.0", overrides=limited_overrides(tenants),
+            storage=dict(self.storage), hosts={k: self.service_host(c.name) for k, (c, _) in ports.items()})
+
+    def component_configs(self, release: Release, tenants: list[Tenant]) -> dict[str, dict[str, str]]:
+        """Every component's configuration files, by component: file name -> text.
+        None of them holds a token or a key; a component without files is not listed."""
+        ctx = self.context(tenants)
+        out = {c.name: c.cluster_files(ctx, version_of(c, release)) for c in cluster_components()}
+        return {name: files for name, files in out.items() if files}
+
+    # -- manifests -----------------------------------------------------------------
+    def render(self, release: Release, tenants: list[Tenant]) -> dict[str, list[dict]]:
+        """Manifests by apply group: 'namespace' (with the ServiceAccount and the
+        tenants), 'tls', then each component in upgrade order (its ConfigMap,
+        Secrets, Service, StatefulSet)."""
+        if not tenants:
+            raise ConfigError("a platform needs at least one tenant")
+        if sum(1 for t in tenants if t.role == "system") != 1:
+            raise ConfigError("a platform needs exactly one tenant with role 'system' (the agent's)")
+        for c in stores():  # a store whose tenant is a number (VictoriaLogs' AccountID) needs one per tenant
+            if any("$stackproof_account" in v for v in c.tenant_headers.values()):
+                for t in tenants:
+                    if t.account_id is None:
+                        raise ConfigError(f"tenant {t.name!r} has no account_id: {c.name} takes a numeric tenant")
+                if len({t.account_id for t in tenants}) != len(tenants):
+                    raise ConfigError(f"tenants repeat an account_id: {c.name} would mix their data")
+        ctx = self.context(tenants)
+        configs = self.component_configs(release, tenants)
+        pki = self._pki()
+        sa_meta = self._meta(SERVICE_ACCOUNT)
+        identity = {ann: self.storage[key] for key, ann in IDENTITY_ANNOTATIONS.items() if self.storage.get(key)}
+        if identity:
+            sa_meta["annotations"] = identity
+        tls = self._secret(TLS_SECRET, {"tls.crt": pki.cert_pem, "tls.key": pki.key_pem, "ca.crt": pki.ca_pem},
+                           kind="kubernetes.io/tls")
+        groups: dict[str, list[dict]] = {
+            "namespace": [{"apiVersion": "v1", "kind": "Namespace",
+                           "metadata": self._meta(self.namespace, namespaced=False)},
+                          # the pods' identity; they never call the Kubernetes API: no token mounted
+                          {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": sa_meta,
+                           "automountServiceAccountToken": False},
+                          self._secret(TENANTS_SECRET, {"tenants.json": json.dumps([t.to_dict() for t in tenants],
+                                                                                   indent=1)})],
+            "tls": [tls],
+        }
+        for c in cluster_components():
+            out: list[dict] = []
+            if c.name in configs:
+                out.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": self._meta(f"{c.name}-config", c.name),
+                            "data": configs[c.name]})
+            out += [self._secret(name, data, c.name) for name, data in c.cluster_secrets(tenants).items()]
+            # what the pods read, so that a changed file rolls them like a changed image
+            digest = hashlib.sha256(json.dumps([m["data"] for m in out] + ([tls["data"]] if c.cluster.tls else []),
+                                               sort_keys=True).encode()).hexdigest()[:32]
+            groups[c.name] = [*out, self._service(c), self._statefulset(c, ctx, release, digest, c.name in configs)]
+        return groups
+
+    def manifests(self, release: Release, tenants: list[Tenant]) -> list[dict]:
+        """Every manifest, in apply order. Pure: no API call."""
+        return [m for group in self.render(release, tenants).values() for m in group]
+
+    def _secret(self, name: str, data: dict[str, str | bytes], component: str | None = None,
+                kind: str = "Opaque") -> dict:
+        return {"apiVersion": "v1", "kind": "Secret", "type": kind, "metadata": self._meta(name, component),
+                "data": {k: _b64(v) for k, v in data.items()}}
+
+    def _service(self, c: Component) -> dict:
+        ports = [{"name": p.name, "port": p.number, "targetPort": p.name, "protocol": "TCP"}
+                 for p in c.cluster.ports if p.published]
+        spec: dict = {"selector": self.selector(c.name), "ports": ports}
+        meta = self._meta(c.name, c.name)
+        if c is self.gateway:  # the platform's one way in: its address goes into the certificate
+            spec["type"] = "LoadBalancer"
+            if self.service_annotations:
+                meta["annotations"] = dict(self.service_annotations)
+        else:
+            spec["type"] = "ClusterIP"
+        return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
+
+    def _volumes(self, c: Component, has_config: bool) -> tuple[list[dict], list[dict]]:
+        """(the pod's volumes, the container's mounts): its ConfigMap (if it has
+        one) and Secrets projected into config/, its TLS files, data/ (from the
+        claim template when it has a volume) and its scratch directories."""
+        shape = c.cluster
+        sources: list[dict] = [{"configMap": {"name": f"{c.name}-config"}}] if has_config else []
+        sources += [{"secret": {"name": name}} for name in shape.secrets]
+        volumes: list[dict] = []
+        mounts: list[dict] = []
+        if sources:
+            config: dict = {"sources": sources}
+            if shape.secrets:
+                config["defaultMode"] = 0o440
+            volumes.append({"name": "config", "projected": config})
+            mounts.append({"name": "config", "mountPath": str(ROOT / "config"), "readOnly": True})
+        if shape.tls:
+            secret: dict = {"secretName": TLS_SECRET}
+            if "key" in shape.tls:
+                secret["defaultMode"] = 0o440
+            secret["items"] = [{"key": key, "path": path} for f, (key, path) in TLS_ITEMS.items() if f in shape.tls]
+            volumes.append({"name": "tls", "secret": secret})
+            mounts.append({"name": "tls", "mountPath": str(TLS_DIR), "readOnly": True})
+        if not shape.volume:
+            volumes.append({"name": "data", "emptyDir": {}})
+        mounts.append({"name": "data", "mountPath": str(ROOT / "data")})
+        for sub in shape.scratch:
+            volumes.append({"name": sub, "emptyDir": {}})
+            mounts.append({"name": sub, "mountPath": str(ROOT / sub)})
+        return volumes, mounts
+
+    def _statefulset(self, c: Component, ctx: PlatformContext, release: Release, digest: str,
+                     has_config: bool) -> dict:
+        shape = c.cluster
+        version = version_of(c, release)
+        volumes, mounts = self._volumes(c, has_config)
+        probe_path, probe_port = shape.probe
+        container = {
+            "name": c.name, "image": shape.image_for(version), "imagePullPolicy": "IfNotPresent",
+            "command": c.cluster_command(ctx, version),
+            "ports": [{"name": p.name, "containerPort": p.number, "protocol": "TCP"} for p in shape.ports],
+            "volumeMounts": mounts,
+            "readinessProbe": {"httpGet": {"path": probe_path, "port": probe_port},
+                               "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3},
+        }
+        pod_spec: dict = {"containers": [container], "serviceAccountName": SERVICE_ACCOUNT,
+                          "automountServiceAccountToken": False,
+                          "terminationGracePeriodSeconds": int(c.stop_timeout) + 15, "enableServiceLinks": False}
+        if volumes:
+            pod_spec["volumes"] = volumes
+        if shape.uid is not None:
+            pod_spec["securityContext"] = {"fsGroup": shape.uid, "fsGroupChangePolicy": "OnRootMismatch"}
+        if shape.prepare:
+            # the directories the local provider makes before the component starts
+            init = {"name": "prepare", "image": TOOLS_IMAGE, "imagePullPolicy": "IfNotPresent",
+                    "command": ["mkdir", "-p", *(str(ROOT / "data" / d) for d in shape.prepare)],
+                    "volumeMounts": [{"name": "data", "mountPath": str(ROOT / "data")}]}
+            if shape.uid is not None:
+                init["securityContext"] = {"runAsUser": shape.uid, "runAsGroup": shape.uid}
+            pod_spec["initContainers"] = [init]
+        template_labels = {**self.selector(c.name), "app.kubernetes.io/version": version}
+        spec: dict = {
+            "serviceName": c.name, "replicas": 1, "selector": {"matchLabels": self.selector(c.name)},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {"metadata": {"labels": template_labels, "annotations": {HASH_ANNOTATION: digest}},
+                         "spec": pod_spec},
+        }
+        if shape.volume:
+            pvc_spec: dict = {"accessModes": ["ReadWriteOnce"],
+                              "resources": {"requests": {"storage": self.volume_size}}}
+            if self.storage_class:
+                pvc_spec["storageClassName"] = self.storage_class
+            # immutable once made: nothing here may change between releases
+            spec["volumeClaimTemplates"] = [{"metadata": {"name": "data", "labels": self.selector(c.name)},
+                                             "spec": pvc_spec}]
+        meta = self._meta(c.name, c.name)
+        meta["labels"]["app.kubernetes.io/version"] = version
+        return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta, "spec": spec}
