@@ -53,6 +53,11 @@ LOGS_APIS = {
     "loki": {"push_path": "/loki/api/v1/push", "query_path": "/loki/api/v1", "otlp_path": "/otlp/v1/logs"},
 }
 SIGNALS = ("metrics", "logs")
+
+
+def logs_fields(api: str) -> dict[str, str]:
+    """A target's logs api and that dialect's default paths, as :class:`Target` keywords."""
+    return {"logs_api": api, **{f"logs_{k}": v for k, v in LOGS_APIS[api].items()}}
 MAX_ACCOUNT_ID = 2**32 - 1  # VictoriaLogs' AccountID is an unsigned 32-bit number
 # platform limits the suites check against; a target file may set them, else
 # these upstream defaults (Cortex, Loki) and stackproof's gateway are assumed

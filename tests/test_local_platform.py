@@ -188,6 +188,26 @@ def test_pytest_run_tears_down_on_interrupt(state_dir, tmp_path, sig):
     assert not platform_dir.exists(), out[-3000:]
 
 
+def test_a_store_that_exits_during_a_test_is_named_with_the_request_before(state_dir, tmp_path):
+    """A push that makes the logs store exit (VictoriaLogs v1.52.2 and a repeated
+    label name): the test errors in one line naming what died and the last
+    requests, and the run's platform is torn down, nothing left running."""
+    crash = tmp_path / "test_crash_push.py"
+    crash.write_text(
+        "import time\nfrom harness.clients import LogsPush\n\n"
+        "def test_push(target, tenant_a):\n"
+        "    body = b'{\"streams\":[{\"stream\":{\"a\":\"1\",\"a\":\"2\"},\"values\":[[\"%d\",\"x\"]]}]}'"
+        " % time.time_ns()\n"
+        "    LogsPush(target, tenant_a).push_raw(body, 'application/json')\n")
+    r = subprocess.run([sys.executable, "-m", "pytest", str(crash), "--provider", "local", "-p", "no:cacheprovider",
+                        "-q", f"--rootdir={REPO}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stdout[-3000:]
+    said = [ln for ln in r.stdout.splitlines() if "exited during this test" in ln]
+    assert said and said[0].split("exited during this test")[0].endswith("victorialogs "), r.stdout[-3000:]
+    assert "the last requests before: POST /insert/loki/api/v1/push -> 502" in said[0], said[0]
+    assert not [d for d in state_dir.glob("pytest-*")], "the run's platform is gone"
+
+
 def test_built_binaries_report_their_release_version():
     """The version is stamped at build time (-ldflags -X), as upstream's release builds do."""
     from harness.binaries import BinaryResolver

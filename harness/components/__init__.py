@@ -32,6 +32,15 @@ def stores() -> list[Component]:
     return [by_role(METRICS_STORE), by_role(LOGS_STORE)]
 
 
+# the store of each signal, by role
+SIGNAL_ROLES = {"metrics": METRICS_STORE, "logs": LOGS_STORE}
+
+
+def bucket_stores() -> tuple[str, ...]:
+    """Names of the stores that keep their data in object storage (the others on their volume)."""
+    return tuple(c.name for c in stores() if c.uses_bucket)
+
+
 def scraped() -> list[Component]:
     """What the sender scrapes: the stores and itself."""
     return [*stores(), by_role(SENDER)]
@@ -44,6 +53,6 @@ def release_builds(release) -> list[tuple[Component, str]]:
             if c.release_key and not c.spec.system_names]
 
 
-__all__ = ["COMPONENTS", "BY_NAME", "by_role", "stores", "scraped", "release_builds", "Component",
+__all__ = ["COMPONENTS", "BY_NAME", "by_role", "stores", "scraped", "bucket_stores", "SIGNAL_ROLES", "release_builds", "Component",
            "PlatformContext", "Route", "StoreAPI", "http_ready", "ROLES", "METRICS_STORE", "LOGS_STORE", "GATEWAY",
            "SENDER", "OBJECT_STORE", "Cortex", "VictoriaLogs", "Gateway", "PrometheusAgent", "S3Server"]

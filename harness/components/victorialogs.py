@@ -61,6 +61,7 @@ class VictoriaLogs(StoreAPI, Component):
     name = "victorialogs"
     role = LOGS_STORE
     release_key = "victorialogs"
+    dialect = "victorialogs"  # the target file's logs api: how suites read this store
     spec = SPEC
     port_names = ("victorialogs",)
     ready_timeout = 60.0

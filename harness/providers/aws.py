@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .. import say
-from ..components import stores
+from ..components import bucket_stores
 from ..errors import ConfigError, StackproofError, one_line
 from ..releases import Release
 from ..target import Target
@@ -86,7 +86,7 @@ NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2
 NODE_BUCKET_POLICY = "stackproof-bucket-access"
 # the stores that keep their data in a bucket, one bucket each (see Names.bucket);
 # the rest keep it on their own volume. Metrics store first.
-BUCKET_STORES = tuple(c.name for c in stores() if c.uses_bucket)
+BUCKET_STORES = bucket_stores()
 
 # the EKS bearer token (aws-iam-authenticator / `aws eks get-token` format)
 TOKEN_PREFIX = "k8s-aws-v1."

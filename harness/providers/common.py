@@ -8,7 +8,8 @@ import os
 import secrets
 from pathlib import Path
 
-from ..target import DEFAULT_LIMITS, Tenant
+from ..components import SIGNAL_ROLES, by_role
+from ..target import DEFAULT_LIMITS, Durability, Tenant
 
 # tenants every platform stackproof builds has; 'limited' has deliberately low
 # ingestion limits. The account id is the logs store's numeric tenant
@@ -34,6 +35,14 @@ def limited_overrides(tenants: list[Tenant]) -> dict[str, dict]:
     """{component: {tenant: limits}} for every tenant with role 'limited'."""
     return {comp: {t.name: dict(limits) for t in tenants if t.role == "limited"}
             for comp, limits in LIMITED_OVERRIDES.items()}
+
+
+def declared_durability() -> dict[str, Durability]:
+    """What each signal's store declares (the durability suite proves it): the
+    seconds of acknowledged writes a kill -9 may lose as the platform configures
+    the store, and whether its data is in object storage (else on its volume)."""
+    return {signal: Durability(by_role(role).crash_loss_seconds, by_role(role).uses_bucket)
+            for signal, role in SIGNAL_ROLES.items()}
 
 
 def state_root() -> Path:

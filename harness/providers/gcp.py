@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import say
-from ..components import stores
+from ..components import bucket_stores
 from ..errors import ConfigError, StackproofError, one_line
 from ..releases import Release
 from ..target import Target
@@ -81,7 +81,7 @@ _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 MAX_RUN_ID = 40  # the CI workflows' run ids (nightly-<run>-<attempt>-<provider>-<suite>) reach 39
 # the stores that keep their data in a bucket, one bucket each; the rest keep it
 # on their own volume. Metrics store first.
-BUCKET_STORES = tuple(c.name for c in stores() if c.uses_bucket)
+BUCKET_STORES = bucket_stores()
 CLUSTER_NAME_MAX = 40  # GKE
 BUCKET_NAME_MAX = 63  # GCS (without dots)
 _PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,14}$")

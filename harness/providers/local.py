@@ -20,28 +20,18 @@ from typing import Callable
 
 from .. import say
 from ..binaries import BinaryResolver
-from ..components import COMPONENTS, LOGS_STORE, METRICS_STORE, ROLES, Component, PlatformContext, by_role
+from ..components import COMPONENTS, LOGS_STORE, ROLES, SIGNAL_ROLES, Component, PlatformContext, by_role
 from ..components.s3 import S3Server, new_credentials
 from ..errors import StackproofError
 from ..ports import free_ports, require_free
 from ..procs import Supervised
 from ..releases import Release
-from ..target import DEFAULT_LIMITS, Durability, Target
+from ..target import DEFAULT_LIMITS, Target, logs_fields
 from ..tls import TLSFiles, write_platform_pki
 from .base import Provider, SwapHook, read_state, write_state
-from .common import limited_overrides, new_tenants, state_root
+from .common import declared_durability, limited_overrides, new_tenants, state_root
 
 STORAGE_TYPES = ("filesystem", "s3")
-
-
-SIGNAL_ROLES = {"metrics": METRICS_STORE, "logs": LOGS_STORE}
-
-
-def declared_durability() -> dict[str, Durability]:
-    """What the local platform declares of its stores (the durability suite proves it):
-    the loss window each store is configured for, and whether its data is in object storage."""
-    return {signal: Durability(by_role(role).crash_loss_seconds, by_role(role).uses_bucket)
-            for signal, role in SIGNAL_ROLES.items()}
 
 
 def _rss_bytes(pid: int) -> int:
@@ -160,6 +150,7 @@ class LocalProvider(Provider):
             limits=dict(DEFAULT_LIMITS), logs_dir=str(self.root / "logs"),
             object_storage=self._published_storage(ports),
             durability=declared_durability(),
+            **logs_fields(by_role(LOGS_STORE).dialect),
         )
         target.save(self.target_file)
         self._save_state()

@@ -27,13 +27,13 @@ nginx.conf includes, and the agent's token.
 """
 
 from .client import FIELD_MANAGER, RESOURCES, ApiError, KubeApi
-from .deployer import KubeDeployer, declared_durability
+from .deployer import KubeDeployer
 from .manifests import (CLUSTER_TLS, HASH_ANNOTATION, PART_OF, ROOT, TENANTS_SECRET, TLS_SECRET, TOOLS_IMAGE,
-                        PlatformManifests, bucketed_stores, check_storage, cluster_components, image_for,
+                        PlatformManifests, check_storage, cluster_components, image_for,
                         is_dns1123_label, is_label_key, is_label_value)
 from .pki import GatewayPKI
 
 __all__ = ["KubeDeployer", "KubeApi", "ApiError", "GatewayPKI", "PlatformManifests", "FIELD_MANAGER", "RESOURCES",
            "CLUSTER_TLS", "HASH_ANNOTATION", "PART_OF", "ROOT", "TENANTS_SECRET", "TLS_SECRET", "TOOLS_IMAGE",
-           "bucketed_stores", "check_storage", "cluster_components", "declared_durability", "image_for",
+           "check_storage", "cluster_components", "image_for",
            "is_dns1123_label", "is_label_key", "is_label_value"]

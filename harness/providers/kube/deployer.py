@@ -22,20 +22,16 @@ from pathlib import Path
 from typing import Callable
 
 from ... import say
-from ...components import LOGS_STORE, METRICS_STORE, by_role
 from ...errors import ComponentError, StackproofError, one_line
 from ...releases import Release
-from ...target import DEFAULT_LIMITS, Durability, Target, Tenant
+from ...components import LOGS_STORE, by_role
+from ...target import DEFAULT_LIMITS, Target, Tenant, logs_fields
 from ..base import SwapHook
-from ..common import new_tenants, state_root
+from ..common import declared_durability, new_tenants, state_root
 from .client import KubeApi
 from .manifests import (PART_OF, TENANTS_SECRET, TLS_SECRET, PlatformManifests, cluster_components, image_for,
                         version_of)
 from .pki import GatewayPKI
-
-# the store of each signal, for what the target declares of it
-SIGNAL_ROLES = {"metrics": METRICS_STORE, "logs": LOGS_STORE}
-
 
 def _subset(live, wanted) -> bool:
     """Whether ``live`` (as the server stores it, defaults added) has every field of ``wanted``."""
@@ -44,13 +40,6 @@ def _subset(live, wanted) -> bool:
     if isinstance(wanted, list):
         return isinstance(live, list) and len(live) == len(wanted) and all(map(_subset, live, wanted))
     return live == wanted
-
-
-def declared_durability() -> dict[str, Durability]:
-    """What each signal's store declares: the seconds of acknowledged writes a
-    crash may lose, and whether its data is in the bucket (else on its volume)."""
-    return {signal: Durability(by_role(role).crash_loss_seconds, by_role(role).uses_bucket)
-            for signal, role in SIGNAL_ROLES.items()}
 
 
 class KubeDeployer(PlatformManifests):
@@ -257,11 +246,11 @@ class KubeDeployer(PlatformManifests):
                 host = f"[{host}]"
         except ValueError:
             pass
-        # the logs dialect and paths are Target's defaults, those of the logs store
-        # the platforms stackproof builds have (LogsQL, Loki push and OTLP), as the local provider's
+        # the logs dialect and its paths: the logs store's, as the local provider's
         return Target(name=self.platform, provider=self.provider, gateway_url=f"https://{host}",
                       tenants=list(self.tenants), ca_file=str(ca), capabilities=["metrics", "logs"],
-                      release=release.name, limits=dict(DEFAULT_LIMITS), durability=declared_durability())
+                      release=release.name, limits=dict(DEFAULT_LIMITS), durability=declared_durability(),
+                      **logs_fields(by_role(LOGS_STORE).dialect))
 
     def collect_artifacts(self, dest: Path) -> list[Path]:
         """Every container's log (and the previous one after a restart), the

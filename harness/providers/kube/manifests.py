@@ -18,7 +18,7 @@ import json
 import re
 from pathlib import Path, PurePosixPath
 
-from ...components import COMPONENTS, GATEWAY, Component, PlatformContext, by_role, stores
+from ...components import COMPONENTS, GATEWAY, Component, PlatformContext, bucket_stores, by_role, stores
 from ...errors import ConfigError
 from ...releases import Release
 from ...target import Tenant
@@ -90,11 +90,6 @@ def image_for(c: Component, release: Release) -> str:
     return c.cluster.image_for(version_of(c, release))
 
 
-def bucketed_stores() -> list[str]:
-    """The stores that keep their data in object storage (the others on their volume)."""
-    return [c.name for c in stores() if c.uses_bucket]
-
-
 def check_storage(storage: dict) -> dict:
     """The cloud's object storage as the deployer takes it: ``{"type": "s3"|"gcs",
     "bucket": ..., "buckets": {store: bucket}, "region": ...}``, with ``buckets``
@@ -117,7 +112,7 @@ def check_storage(storage: dict) -> dict:
         if key in storage and not (isinstance(storage[key], str) and storage[key]):
             raise ConfigError(f"storage: {key!r} must be a non-empty string")
     buckets = storage.get("buckets", {})
-    bucketed = bucketed_stores()
+    bucketed = list(bucket_stores())
     if not isinstance(buckets, dict) or not all(isinstance(v, str) and v for v in buckets.values()):
         raise ConfigError(f"storage: 'buckets' must map stores ({', '.join(bucketed)}) to bucket names")
     on_volume = sorted(set(buckets) & {c.name for c in stores() if not c.uses_bucket})
