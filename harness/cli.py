@@ -85,9 +85,10 @@ def cmd_status(args) -> int:
         return 1
     print(f"platform {st['platform']!r}: {st['state']}, release {st['release']}, gateway {st['gateway']}")
     print(f"target file: {st['target_file']}")
+    width = max(len(n) for n in st["components"]) + 1
     for name, c in st["components"].items():
         flag = "ready" if c["ready"] else ("running, NOT ready" if c["running"] else "NOT running")
-        print(f"  {name:<11} {c['version'] or '-':<9} {flag:<18} pid {c['pid'] or '-':<8} "
+        print(f"  {name:<{width}} {c.get('role', ''):<14} {c['version'] or '-':<9} {flag:<18} pid {c['pid'] or '-':<8} "
               f"rss {_mb(c['rss_bytes']):>8}  {c['endpoint']}")
     print(f"  total rss {_mb(st['rss_bytes'])}")
     return 0 if st["state"] == "running" else 1

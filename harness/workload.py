@@ -151,9 +151,13 @@ class Workload:
     def samples_per_request(self) -> int:
         return self.series * self.samples
 
+    def per_request(self) -> dict[str, int]:
+        """Items (samples, lines) in one request of each kind."""
+        return {"metrics": self.samples_per_request, "logs": self.lines}
+
     def per_user(self) -> dict[str, float]:
         """Offered items per second of one user of each kind."""
-        return {"metrics": self.rate * self.samples_per_request, "logs": self.rate * self.lines}
+        return {sig: self.rate * n for sig, n in self.per_request().items()}
 
     # -- transport ------------------------------------------------------------
     def to_env(self) -> str:

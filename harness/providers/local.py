@@ -346,7 +346,7 @@ class LocalProvider(Provider):
             ready = False
             if alive:
                 ready, _ = c.ready_check(ctx)()
-            comps[c.name] = {"version": info.get("version"), "endpoint": c.endpoint(ctx),
+            comps[c.name] = {"role": c.role, "version": info.get("version"), "endpoint": c.endpoint(ctx),
                              "pid": p.pid if p else None, "running": alive, "ready": ready,
                              "rss_bytes": _rss_bytes(p.pid) if alive else 0, "log": str(p.log_path) if p else None}
         n_alive = sum(1 for c in comps.values() if c["running"])
