@@ -8,6 +8,8 @@ import html
 import json
 from pathlib import Path
 
+from harness.providers.base import READY, STOPPING
+
 W, H, PAD = 1000, 260, 50
 COLORS = {"metrics": "#1f77b4", "logs": "#2ca02c"}
 
@@ -33,12 +35,12 @@ def _plot(report: dict) -> str:
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-size="11" font-family="sans-serif">',
              f'<rect x="{PAD}" y="{PAD}" width="{W - 2 * PAD}" height="{H - 2 * PAD}" fill="none" stroke="#999"/>']
     for sw in report["swaps"]:
-        if sw["phase"] in ("stopping", "ready"):
+        if sw["phase"] in (STOPPING, READY):
             xx = x(sw["t"])
-            color = "#d62728" if sw["phase"] == "stopping" else "#9467bd"
+            color = "#d62728" if sw["phase"] == STOPPING else "#9467bd"
             parts.append(f'<line x1="{xx:.1f}" y1="{PAD}" x2="{xx:.1f}" y2="{H - PAD}" stroke="{color}" '
                          f'stroke-dasharray="4,3"/>')
-            if sw["phase"] == "stopping":
+            if sw["phase"] == STOPPING:
                 parts.append(f'<text x="{xx + 2:.1f}" y="{PAD - 6}" fill="{color}">{html.escape(sw["component"])}</text>')
     for signal, pts in report["timeline"].items():
         for t, status, secs in pts:

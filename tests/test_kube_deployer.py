@@ -1050,21 +1050,20 @@ def test_upgrade_rolls_each_changed_component_in_order_and_waits(control_plane, 
     with StandIn(kc, "sp-upgrade", delay=0.5) as standin:
         target = d2.upgrade(NEW, on_swap=lambda c, phase, info: calls.append((c, phase, dict(info), time.monotonic())),
                             timeout=60)
-    assert [(c, p) for c, p, _, _ in calls] == [("cortex", "start"), ("cortex", "done"), ("victorialogs", "start"),
-                                                ("victorialogs", "done"), ("prometheus", "start"),
-                                                ("prometheus", "done")]
+    assert [(c, p) for c, p, _, _ in calls] == [(c, p) for c in ("cortex", "victorialogs", "prometheus")
+                                                for p in ("stopping", "starting", "ready")]
     info = {(c, p): i for c, p, i, _ in calls}
-    assert info[("victorialogs", "start")] == {"from": "v1.24.0", "to": "v1.52.2",
+    assert info[("victorialogs", "stopping")] == {"from": "v1.24.0", "to": "v1.52.2",
                                                "image": "victoriametrics/victoria-logs:v1.52.2"}
-    assert info[("cortex", "done")]["from"] == "v1.20.1" and info[("cortex", "done")]["rollout_seconds"] >= 0.4
+    assert info[("cortex", "ready")]["from"] == "v1.20.1" and info[("cortex", "ready")]["rollout_seconds"] >= 0.4
     # each 'done' came only after the stand-in controller marked that component's new generation rolled out,
     # and the next component started only after it
     for comp in ("cortex", "victorialogs", "prometheus"):
-        done_at = next(t for c, p, _, t in calls if (c, p) == (comp, "done"))
+        done_at = next(t for c, p, _, t in calls if (c, p) == (comp, "ready"))
         marked_at = next(t for gen, t in standin.marked[comp] if gen == gens[comp] + 1)
         assert marked_at <= done_at
-    starts = [t for c, p, _, t in calls if p == "start"]
-    dones = [t for c, p, _, t in calls if p == "done"]
+    starts = [t for c, p, _, t in calls if p == "stopping"]
+    dones = [t for c, p, _, t in calls if p == "ready"]
     assert dones[0] <= starts[1] and dones[1] <= starts[2]
     live = {n: api.get("apps/v1", "StatefulSet", n, "sp-upgrade") for n in gens}
     assert {n: s["spec"]["template"]["spec"]["containers"][0]["image"] for n, s in live.items()} == EXPECTED_IMAGES[

@@ -34,8 +34,14 @@ def write_state(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-# called around each component swap during an upgrade: (component, phase, info)
+# called around each component swap during an upgrade: (component, phase, info),
+# with the phases of SWAP_PHASES in this order for every provider, so that the
+# upgrade suite and its report charge outages alike: STOPPING when the old
+# version is about to go (local: before the graceful stop; kube: before the
+# rollout is applied), STARTING when the new one is being started, READY when
+# it is ready (local: its readiness check; kube: the rollout is complete)
 SwapHook = Callable[[str, str, dict], None]
+STOPPING, STARTING, READY = SWAP_PHASES = ("stopping", "starting", "ready")
 
 
 class Provider(ABC):

@@ -28,7 +28,7 @@ from ..procs import Supervised
 from ..releases import Release
 from ..target import DEFAULT_LIMITS, Target, logs_fields
 from ..tls import TLSFiles, write_platform_pki
-from .base import Provider, SwapHook, read_state, write_state
+from .base import READY, STARTING, STOPPING, Provider, SwapHook, read_state, write_state
 from .common import declared_durability, limited_overrides, new_tenants, state_root
 
 STORAGE_TYPES = ("filesystem", "s3")
@@ -254,16 +254,16 @@ class LocalProvider(Provider):
                     continue
                 info = {"from": old, "to": version}
                 if on_swap:
-                    on_swap(c.name, "stopping", info)
+                    on_swap(c.name, STOPPING, info)
                 self.say(f"upgrading {c.name}: {old} -> {version}")
                 p = self.procs.get(c.name)
                 if p is not None:
                     info["stop"] = p.stop(c.stop_timeout)
                 if on_swap:
-                    on_swap(c.name, "starting", info)
+                    on_swap(c.name, STARTING, info)
                 info["ready_seconds"] = self._start(c, ctx, binary, version)
                 if on_swap:
-                    on_swap(c.name, "ready", info)
+                    on_swap(c.name, READY, info)
             self.state["release"] = release.name
             self._save_state()
             target = Target.load(self.target_file)

@@ -11,6 +11,7 @@ import pytest
 
 from harness.clients import LogsPush, PromQLClient, RemoteWriteClient, Select, logs_reader
 from harness.clients.metrics import selector
+from harness.providers.base import STOPPING
 from harness.summary import PROP_UPGRADE
 from harness.writers import ContinuousWriter, verify_logs, verify_metrics
 
@@ -153,7 +154,7 @@ def test_upgrade_loses_nothing(target, tenant_a, test_id, platform_control, upgr
 def _outage_by_component(swaps: list[dict], logs: dict) -> dict:
     """Write outage per signal (first failure to first success after it),
     charged to the component whose swap began last before the outage did."""
-    stops = sorted((x["t"], x["component"]) for x in swaps if x["phase"] == "stopping")
+    stops = sorted((x["t"], x["component"]) for x in swaps if x["phase"] == STOPPING)
     out = {comp: {signal: 0.0 for signal in logs} for _, comp in stops}
     for signal, log in logs.items():
         for o in log.outages():

@@ -26,7 +26,7 @@ from ...errors import ComponentError, StackproofError, one_line
 from ...releases import Release
 from ...components import LOGS_STORE, by_role
 from ...target import DEFAULT_LIMITS, Target, Tenant, logs_fields
-from ..base import SwapHook
+from ..base import READY, STARTING, STOPPING, SwapHook
 from ..common import declared_durability, new_tenants, state_root
 from .client import KubeApi
 from .manifests import (PART_OF, TENANTS_SECRET, TLS_SECRET, PlatformManifests, cluster_components, image_for,
@@ -206,7 +206,7 @@ class KubeDeployer(PlatformManifests):
     def upgrade(self, release: Release, on_swap: SwapHook | None = None, timeout: float = 900) -> Target:
         """Apply the new release component by component in the local
         provider's order (stores first), each rolled out before the next;
-        ``on_swap(component, 'start'|'done', info)`` around each that changes."""
+        ``on_swap(component, phase, info)`` with each of ``SWAP_PHASES`` around each that changes."""
         deadline = time.monotonic() + timeout
         self.check_api()
         self._read_state()
@@ -225,14 +225,16 @@ class KubeDeployer(PlatformManifests):
                     "to": version_of(c, release), "image": image_for(c, release)}
             if changed:
                 if on_swap:
-                    on_swap(c.name, "start", info)
+                    on_swap(c.name, STOPPING, info)
                 self.say(f"upgrading {c.name}: {info['from']} -> {info['to']}")
             self._apply(groups[c.name])
+            if changed and on_swap:
+                on_swap(c.name, STARTING, info)  # the StatefulSet now rolls the new pod out
             secs = self.wait_rollout(c.name, max(1.0, deadline - time.monotonic()))
             if changed:
                 info["rollout_seconds"] = round(secs, 2)
                 if on_swap:
-                    on_swap(c.name, "done", info)
+                    on_swap(c.name, READY, info)
         return self._target(release)
 
     def _target(self, release: Release) -> Target:
