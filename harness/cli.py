@@ -33,6 +33,7 @@ from pathlib import Path
 
 from . import __version__
 from .binaries import BinaryResolver, cache_dir, override_var
+from .leaks import find_leaks, secrets_of
 from .components import release_builds
 from .errors import ComponentError, ConfigError, StackproofError
 from .load import Objectives, Search, run_load
@@ -381,22 +382,13 @@ def provisioned(provider_name: str, results: Path, *, target_file: str | None = 
             leaks = []
             try:
                 provider.collect_artifacts(results / "artifacts")
-                leaks = scan_for_tokens(results, target.tenants) if target else []
+                leaks = (find_leaks(sorted(p for p in results.rglob("*") if p.is_file()), secrets_of(target))
+                         if target else [])
             finally:
                 provider.destroy()
             for leak in leaks:
                 print(f"stackproof: SECRET LEAK: {leak}", file=sys.stderr)
             got.leaks = leaks
-
-
-def scan_for_tokens(root: Path, tenants) -> list[str]:
-    """Files under ``root`` that hold a tenant's token (names, never the token)."""
-    tokens = {t.name: t.token.encode() for t in tenants}
-    leaks = []
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        data = f.read_bytes()
-        leaks += [f"{f} holds tenant {name}'s token" for name, tok in tokens.items() if tok in data]
-    return leaks
 
 
 # -- argument parsing -----------------------------------------------------------

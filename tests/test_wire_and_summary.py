@@ -9,11 +9,11 @@ import math
 import cramjam
 
 from harness import proto
-from harness.cli import scan_for_tokens
+from harness.leaks import find_leaks, secrets_of
 from harness.clients.logs import encode_push_json, encode_push_proto, stream_key
 from harness.clients.metrics import encode_write_request, promql_string, selector
 from harness.summary import percentile, summarize
-from harness.target import Tenant
+from harness.target import Target, Tenant
 
 
 def test_remote_write_body_is_snappy_protobuf_with_sorted_labels():
@@ -57,5 +57,11 @@ def test_token_scan_names_the_file_never_the_token(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "log.txt").write_text("Authorization: Bearer s3cr3t-token-value\n")
     (tmp_path / "clean.txt").write_text("nothing here\n")
-    leaks = scan_for_tokens(tmp_path, [Tenant("team-a", "s3cr3t-token-value"), Tenant("team-b", "other-token")])
-    assert leaks == [f"{tmp_path / 'a' / 'log.txt'} holds tenant team-a's token"]
+    (tmp_path / "s3.txt").write_text("key=very-secret-key\n")
+    target = Target(name="t", gateway_url="https://gw", tenants=[Tenant("team-a", "s3cr3t-token-value", "user", 1),
+                                                                 Tenant("team-b", "other-token", "user", 2)],
+                    object_storage={"type": "s3", "secret_access_key": "very-secret-key"})
+    leaks = find_leaks(sorted(p for p in tmp_path.rglob("*") if p.is_file()), secrets_of(target))
+    assert leaks == [f"{tmp_path / 'a' / 'log.txt'} holds tenant team-a's token",
+                     f"{tmp_path / 's3.txt'} holds the object storage secret key"]
+    assert not any("s3cr3t" in x or "very-secret" in x for x in leaks)

@@ -13,6 +13,7 @@ import requests
 from harness.clients import LogsPush, MetricsMetadataClient, PromQLClient, RemoteWriteClient, Select, TenantHTTP, logs_reader
 from harness.clients.metrics import selector
 from fixtures.defects import known_defect
+from harness.leaks import find_leaks, secrets_of
 from harness.target import Tenant
 from harness.tls import make_ca
 
@@ -355,11 +356,4 @@ def test_no_secret_appears_in_any_log_report_or_attachment(target, pytestconfig,
     files = _files_to_scan(pytestconfig, target)
     check.true(bool(files), "there are logs or results to scan",
                "no logs_dir in the target and no --alluredir/--stackproof-results")
-    tokens = {f"{t.name}'s token": t.token.encode() for t in target.tenants}
-    if (target.object_storage or {}).get("secret_access_key"):
-        tokens["the object storage secret key"] = target.object_storage["secret_access_key"].encode()
-    leaks = []
-    for f in files:
-        data = f.read_bytes()
-        leaks += [f"{f} holds {name}" for name, tok in tokens.items() if tok in data]
-    check.equal(leaks, [], f"secret leaks in {len(files)} files")
+    check.equal(find_leaks(files, secrets_of(target)), [], f"secret leaks in {len(files)} files")
