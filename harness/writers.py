@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from .clients import LogsPush, RemoteWriteClient
+from .clients import LogsPush, PromQLClient, RemoteWriteClient, Select, logs_reader
 from .target import Target, Tenant
 
 
@@ -71,6 +71,7 @@ class ContinuousWriter:
                  timeout: float = 5.0):
         assert signal in ("metrics", "logs")
         self.signal = signal
+        self.target, self.tenant = target, tenant
         self.labels = dict(labels)
         self.interval = interval
         self.max_seconds = max_seconds
@@ -138,6 +139,24 @@ class ContinuousWriter:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def read_back(writer: "ContinuousWriter", since_ns: int):
+    """The reader of what ``writer`` wrote since ``since_ns`` (wall clock), as its
+    tenant, through the gateway: raw samples of its series (metrics) or the
+    lines of its stream (logs), in the form :func:`verify` compares."""
+    target, tenant, labels = writer.target, writer.tenant, writer.labels
+    if writer.signal == "metrics":
+        promql = PromQLClient(target, tenant)
+        return lambda: promql.raw_samples(labels, time.time(),
+                                          f"{max(60, int((time.time_ns() - since_ns) / 1e9) + 60)}s")
+    reader, sel = logs_reader(target, tenant), Select.of(labels)
+    return lambda: reader.entries(sel, since_ns - 10**9, time.time_ns() + 10**9)
+
+
+def verify(log: WriteLog, read) -> dict:
+    """:func:`verify_metrics` or :func:`verify_logs`, by the log's signal."""
+    return (verify_metrics if log.signal == "metrics" else verify_logs)(log, read)
 
 
 def verify_metrics(log: WriteLog, read_samples) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.clients import LogsPush, PromQLClient, RemoteWriteClient, Select, logs_reader
-from harness.writers import ContinuousWriter, judge_crash_loss, verify_logs, verify_metrics
+from harness.writers import ContinuousWriter, judge_crash_loss, read_back, verify
 
 pytestmark = pytest.mark.durability
 
@@ -35,24 +35,12 @@ def one_at_a_time(target):
         yield
 
 
-def _reader(target, tenant, signal, labels, since_ns):
-    if signal == "metrics":
-        promql = PromQLClient(target, tenant)
-        return lambda: promql.raw_samples(labels, time.time(), f"{max(60, int((time.time_ns() - since_ns) / 1e9) + 60)}s")
-    reader = logs_reader(target, tenant)
-    return lambda: reader.entries(Select.of(labels), since_ns - 10**9, time.time_ns() + 10**9)
-
-
 def _writers(target, tenant, test_id):
     return {"metrics": ContinuousWriter("metrics", target, tenant,
                                         {"__name__": "stackproof_durability_seq", "stackproof_test": test_id},
                                         max_seconds=120),
             "logs": ContinuousWriter("logs", target, tenant, {"stackproof_test": test_id, "job": "durability"},
                                      max_seconds=120)}
-
-
-def _compare(signal, log, read):
-    return (verify_metrics if signal == "metrics" else verify_logs)(log, read)
 
 
 def _exact_apart_from_loss(check, result, what):
@@ -80,10 +68,10 @@ def test_kill_9_loses_nothing_older_than_the_declared_window(target, tenant_a, t
         logs = {s: w.stop() for s, w in writers.items()}
     for signal, log in logs.items():
         declared = target.durability[signal].crash_loss_seconds if signal == victim else 0.0
-        read = _reader(target, tenant_a, signal, writers[signal].labels, since)
+        read = read_back(writers[signal], since)
         what = f"{signal} across kill -9 of the {victim} store"
         # everything acked after the restart, and before the declared window, must show up
-        result = check.visible(signal, lambda s=signal, lg=log, rd=read: _compare(s, lg, rd),
+        result = check.visible(signal, lambda lg=log, rd=read: verify(lg, rd),
                                lambda r, lg=log, d=declared: not judge_crash_loss(lg, r, kill_ns, d)["violations"],
                                f"{what}: acked writes", timeout=30, settle=True)
         verdict = judge_crash_loss(log, result, kill_ns, declared)
@@ -106,8 +94,8 @@ def test_graceful_stop_during_writes_loses_nothing(target, tenant_a, test_id, pl
         time.sleep(2.0)
     finally:
         log = writer.stop()
-    read = _reader(target, tenant_a, signal, writer.labels, since)
-    result = check.visible(signal, lambda: _compare(signal, log, read), lambda r: not r["lost"],
+    read = read_back(writer, since)
+    result = check.visible(signal, lambda: verify(log, read), lambda r: not r["lost"],
                            f"{signal} acked writes across a graceful stop", timeout=60)
     check.equal(result["lost"], [], f"{signal}: no acknowledged write lost across a graceful stop")
     _exact_apart_from_loss(check, result, f"{signal} across a graceful stop")

@@ -13,7 +13,7 @@ from harness.clients import LogsPush, PromQLClient, RemoteWriteClient, Select, l
 from harness.clients.metrics import selector
 from harness.providers.base import STOPPING
 from harness.summary import PROP_UPGRADE
-from harness.writers import ContinuousWriter, verify_logs, verify_metrics
+from harness.writers import ContinuousWriter, read_back, verify
 
 pytestmark = pytest.mark.upgrade
 
@@ -118,11 +118,9 @@ def test_upgrade_loses_nothing(target, tenant_a, test_id, platform_control, upgr
     check.equal(_kept_results(target, tenant_a, test_id, now), kept, "the kept queries answer the same")
     t_ns = int(t_up0 * 1e9) - 10**9
     results = {}
-    for signal, log, verify, read in (
-            ("metrics", mw.log, verify_metrics,
-             lambda: promql.raw_samples(mlabels, time.time(), f"{int(time.time() - t_up0) + 120}s")),
-            ("logs", lw.log, verify_logs, lambda: reader.entries(Select.of(llabels), t_ns, time.time_ns() + 10**9))):
-        res = check.visible(signal, lambda v=verify, lg=log, rd=read: v(lg, rd), lambda r: not r["lost"],
+    for signal, writer in (("metrics", mw), ("logs", lw)):
+        log, read = writer.log, read_back(writer, t_ns)
+        res = check.visible(signal, lambda lg=log, rd=read: verify(lg, rd), lambda r: not r["lost"],
                             f"{signal} writes acknowledged during the upgrade", timeout=90)
         check.equal({k: res[k] for k in ("lost", "duplicated", "unexpected", "wrong_timestamp")},
                     {"lost": [], "duplicated": [], "unexpected": [], "wrong_timestamp": []},
