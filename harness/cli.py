@@ -158,7 +158,8 @@ def cmd_doctor(args) -> int:
     print("programs:")
     go = shutil.which("go")
     gov = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True).stdout.strip() if go else ""
-    line(bool(go), "go toolchain", f"{go} ({gov})" if go else "missing: needed to build Cortex, VictoriaLogs, Prometheus")
+    line(bool(go), "go toolchain",
+         f"{go} ({gov})" if go else "missing: needed to build Cortex, VictoriaLogs, Prometheus")
     nginx = shutil.which("nginx")
     if nginx:
         v = subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()
@@ -343,7 +344,8 @@ def cmd_janitor(args) -> int:
     print(f"janitor ({args.provider}): {len(found)} resource(s) ({what})" + (" -- dry run" if args.dry_run else ""))
     for r in found:
         name = r.get("id") or r.get("name")
-        print(f"  {r['action']:<14} {r['kind']:<22} {name}  run {r.get('run_id') or '-'}  expires {r.get('expires') or '-'}")
+        print(f"  {r['action']:<14} {r['kind']:<22} {name}  run {r.get('run_id') or '-'}  "
+              f"expires {r.get('expires') or '-'}")
     failed = [r for r in found if str(r["action"]).startswith("failed")]
     if failed:
         print(f"janitor: {len(failed)} deletion(s) failed; run it again (it resumes)", file=sys.stderr)

@@ -317,7 +317,8 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
             raise bad(section, "must be a mapping")
         for k in sec:
             if k not in keys and not (section == "logs" and k == "api"):
-                raise bad(f"{section}.{k}", f"is not known (known: {', '.join(keys)}{', api' if section == 'logs' else ''})")
+                known_keys = ", ".join(keys) + (", api" if section == "logs" else "")
+                raise bad(f"{section}.{k}", f"is not known (known: {known_keys})")
         for k in keys:
             v = opt_str(k, defaults.get(k), sec, f"{section}.")
             if v is not None and not v.startswith("/"):

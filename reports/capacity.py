@@ -85,7 +85,8 @@ def rate_plot(record: dict, sig: str) -> str:
     """Offered against achieved rate per step (bars)."""
     steps = [s for s in record["steps"] if sig in s["signals"]]
     n = max(len(steps), 1)
-    ymax = max([max(s["signals"][sig]["offered_per_s"], s["signals"][sig]["achieved_per_s"]) for s in steps] + [1]) * 1.1
+    ymax = max([max(s["signals"][sig]["offered_per_s"], s["signals"][sig]["achieved_per_s"])
+                for s in steps] + [1]) * 1.1
     parts = _frame(f"{sig}: offered and taken per step", "step (users)", f"{ITEMS[sig]}/s", n, ymax, xticks=False)
     slot = (W - 2 * PAD) / n
     for i, s in enumerate(steps):

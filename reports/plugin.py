@@ -166,7 +166,8 @@ def render_html(report: dict) -> str:
     summ = report.get("summary", {})
     summary_line = e(f"{summ.get('checks', 0)} exact checks. " + " ".join(
         f"{sig} write-to-visible: p50 {v['p50'] * 1000:.0f} ms, p95 {v['p95'] * 1000:.0f} ms, "
-        f"max {v['max'] * 1000:.0f} ms ({v['n']} read-backs)." for sig, v in summ.get("visibility_seconds", {}).items()))
+        f"max {v['max'] * 1000:.0f} ms ({v['n']} read-backs)."
+        for sig, v in summ.get("visibility_seconds", {}).items()))
     rows = "\n".join(
         f"<tr class='{e(t['outcome'])}'><td>{e(t['outcome'])}</td><td>{e(t['nodeid'])}</td>"
         f"<td>{t['duration']:.2f}s</td><td>{e(t['message'])}</td></tr>" for t in report["tests"])

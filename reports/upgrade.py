@@ -32,7 +32,8 @@ def _plot(report: dict) -> str:
     lat_max = max(max(p[2] for _, p in points), 0.001)
     x = lambda t: PAD + (t - t0) / max(t1 - t0, 1e-9) * (W - 2 * PAD)  # noqa: E731
     y = lambda s: H - PAD - min(s / lat_max, 1) * (H - 2 * PAD)  # noqa: E731
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-size="11" font-family="sans-serif">',
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-size="11" '
+             'font-family="sans-serif">',
              f'<rect x="{PAD}" y="{PAD}" width="{W - 2 * PAD}" height="{H - 2 * PAD}" fill="none" stroke="#999"/>']
     for sw in report["swaps"]:
         if sw["phase"] in (STOPPING, READY):
@@ -41,12 +42,14 @@ def _plot(report: dict) -> str:
             parts.append(f'<line x1="{xx:.1f}" y1="{PAD}" x2="{xx:.1f}" y2="{H - PAD}" stroke="{color}" '
                          f'stroke-dasharray="4,3"/>')
             if sw["phase"] == STOPPING:
-                parts.append(f'<text x="{xx + 2:.1f}" y="{PAD - 6}" fill="{color}">{html.escape(sw["component"])}</text>')
+                parts.append(f'<text x="{xx + 2:.1f}" y="{PAD - 6}" fill="{color}">'
+                             f'{html.escape(sw["component"])}</text>')
     for signal, pts in report["timeline"].items():
         for t, status, secs in pts:
             ok = 200 <= status < 300
             if ok:
-                parts.append(f'<circle cx="{x(t):.1f}" cy="{y(secs):.1f}" r="1.6" fill="{COLORS.get(signal, "#333")}"/>')
+                parts.append(f'<circle cx="{x(t):.1f}" cy="{y(secs):.1f}" r="1.6" '
+                             f'fill="{COLORS.get(signal, "#333")}"/>')
             else:
                 parts.append(f'<text x="{x(t):.1f}" y="{H - PAD + 14}" fill="#d62728" text-anchor="middle">×</text>')
     parts += [f'<text x="{PAD}" y="{H - 8}">0 s</text>',
@@ -68,7 +71,8 @@ def render(report: dict) -> str:
     vers = lambda r: ", ".join(f"{k} {v}" for k, v in r.items() if k != "name")  # noqa: E731
     c = report["corpus"]
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>stackproof upgrade report</title>
-<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}}</style>
+<style>body{{font-family:sans-serif;margin:2em}}
+td,th{{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}}</style>
 </head><body>
 <h1>Upgrade {e(report['from']['name'])} → {e(report['to']['name'])}</h1>
 <p>From {e(vers(report['from']))}<br>to {e(vers(report['to']))}.<br>

@@ -558,7 +558,8 @@ def test_wait_timeout_is_one_line_and_destroy_waits_for_a_creating_cluster(aws_e
     proxy.disarm()
     msg = str(err.value)
     _assert_clean_message(msg)
-    assert msg == f"aws: wait for EKS cluster stackproof-{rid} to be ACTIVE: timed out after 0.2s (last status CREATING)"
+    assert msg == (f"aws: wait for EKS cluster stackproof-{rid} to be ACTIVE: timed out after 0.2s "
+                   "(last status CREATING)")
     # destroy meets the cluster still CREATING (discovery, status, first wait): it waits, then deletes
     said: list[str] = []
     proxy.arm("eks:DescribeCluster", 1, reply=creating, times=3)

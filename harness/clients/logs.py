@@ -329,7 +329,8 @@ class LogsQLReader(LogsReader):
         return {"logsql query": ("query", sq), "logsql hits": ("hits", {**sq, "step": "1m"}),
                 "logsql stats_query": ("stats_query", {"query": "_stream:" + q + " | stats count()",
                                                        "time": rng["end"]}),
-                "logsql field_names": ("field_names", sq), "logsql field_values": ("field_values", {**sq, "field": "a"}),
+                "logsql field_names": ("field_names", sq),
+                "logsql field_values": ("field_values", {**sq, "field": "a"}),
                 "logsql streams": ("streams", sq), "logsql stream_field_names": ("stream_field_names", sq),
                 "logsql stream_field_values": ("stream_field_values", {**sq, "field": "job"})}
 

@@ -53,6 +53,7 @@ def release_builds(release) -> list[tuple[Component, str]]:
             if c.release_key and not c.spec.system_names]
 
 
-__all__ = ["COMPONENTS", "BY_NAME", "by_role", "stores", "scraped", "bucket_stores", "SIGNAL_ROLES", "release_builds", "Component",
+__all__ = ["COMPONENTS", "BY_NAME", "by_role", "stores", "scraped", "bucket_stores", "SIGNAL_ROLES", "release_builds",
+           "Component",
            "PlatformContext", "Route", "StoreAPI", "http_ready", "ROLES", "METRICS_STORE", "LOGS_STORE", "GATEWAY",
            "SENDER", "OBJECT_STORE", "Cortex", "VictoriaLogs", "Gateway", "PrometheusAgent", "S3Server"]

@@ -100,7 +100,8 @@ def render_nginx_conf(ctx: PlatformContext, config_version: str | None = None, *
     }}"""
     auth = """
             if ($stackproof_tenant = "") { return 401 "401 Unauthorized: a known bearer token is required\\n"; }"""
-    upstreams = "\n".join(f"    upstream {c.name} {{ server {ctx.host_for(c.name)}:{ctx.ports[c.name]}; keepalive 32; }}"
+    upstreams = "\n".join(f"    upstream {c.name} {{ server {ctx.host_for(c.name)}:{ctx.ports[c.name]}; "
+                          "keepalive 32; }"
                           for c in stores())
     locations = "".join(_locations(c, auth) for c in stores())
     return f"""# stackproof gateway, config version {config_version or '1'}; generated, do not edit

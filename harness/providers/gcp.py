@@ -749,8 +749,9 @@ class GCPProvider(Provider):
             user["token"] = token
         return {
             "apiVersion": "v1", "kind": "Config", "preferences": {},
-            "clusters": [{"name": ctx, "cluster": {"server": f"https://{cl.endpoint}",
-                                                   "certificate-authority-data": cl.master_auth.cluster_ca_certificate}}],
+            "clusters": [{"name": ctx, "cluster": {
+                "server": f"https://{cl.endpoint}",
+                "certificate-authority-data": cl.master_auth.cluster_ca_certificate}}],
             "users": [{"name": ctx, "user": user}],
             "contexts": [{"name": ctx, "context": {"cluster": ctx, "user": ctx, "namespace": self.namespace}}],
             "current-context": ctx,

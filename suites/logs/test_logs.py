@@ -86,7 +86,8 @@ def test_structured_metadata_is_kept_and_filterable(logs, test_id, check):
     sel = Select.of(labels)
     got = check.visible("logs", lambda: reader.read(sel, t0 - WINDOW, t0 + WINDOW),
                         lambda e: len(e) >= len(entries), "lines with metadata")
-    check.equal([(e.ts, e.line, e.labels, e.metadata) for e in got], [(ts, line, labels, md) for ts, line, md in entries],
+    check.equal([(e.ts, e.line, e.labels, e.metadata) for e in got],
+                [(ts, line, labels, md) for ts, line, md in entries],
                 "each line with its stream labels and its own structured metadata")
     fsel = sel.meta("trace_id", "t1")
     check.query("metadata filter", reader.query_text(fsel))

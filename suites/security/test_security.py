@@ -10,7 +10,8 @@ import cramjam
 import pytest
 import requests
 
-from harness.clients import LogsPush, MetricsMetadataClient, PromQLClient, RemoteWriteClient, Select, TenantHTTP, logs_reader
+from harness.clients import (LogsPush, MetricsMetadataClient, PromQLClient, RemoteWriteClient, Select, TenantHTTP,
+                             logs_reader)
 from harness.clients.metrics import selector
 from fixtures.defects import known_defect
 from harness.leaks import find_leaks, secrets_of
