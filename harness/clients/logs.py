@@ -321,7 +321,7 @@ class LogsQLReader(LogsReader):
                 if raw.strip():
                     yield [self.entry(json.loads(raw))]
         # a session of its own: the tail's response holds its connection for as long as it runs
-        return Tail(TenantHTTP(self.target, self.tenant), url, params, lines)
+        return StreamTail(TenantHTTP(self.target, self.tenant), url, params, lines)
 
     def endpoints(self, now_ns: int) -> dict[str, tuple[str, dict]]:
         q, rng = '{job="none"}', self._range(now_ns - 60 * 10**9, now_ns)
@@ -442,46 +442,44 @@ def logs_reader(target: Target, tenant: Tenant | None, session: TenantHTTP | Non
 # -- tails ------------------------------------------------------------------------
 
 class Tail:
-    """A live tail over a streaming HTTP response: collects every entry in the
-    background. A context manager; ``wait_for(n)`` blocks until ``n`` arrived."""
+    """A live tail: collects every entry it receives in a background thread.
+    A context manager; ``wait_for(n)`` blocks until ``n`` entries arrived.
+    ``status`` is the server's answer to opening it; ``error`` what broke it."""
 
-    def __init__(self, http: TenantHTTP, url: str, params: dict, parse):
+    def __init__(self) -> None:
         self.entries: list[LogEntry] = []
         self.error: str | None = None
         self.status: int | None = None
         self._cond = threading.Condition()
-        # identity: a compressed stream is held back until the compressor's buffer fills;
-        # a read timeout far beyond any test's tail ends a tail the server left hanging
-        self._resp = http.get(url, params=params, stream=True, timeout=(10, 300),
-                              headers={"Accept-Encoding": "identity"})
-        self.status = self._resp.status_code
-        if self.status != 200:
-            self.error = f"HTTP {self.status}: {self._resp.text.strip()[:200]}"
-            self._resp.close()
-            self._thread = None
-            return
-        self._parse = parse
-        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _add(self, batch: list[LogEntry]) -> None:
-        with self._cond:
-            self.entries.extend(batch)
-            self._cond.notify_all()
-
-    def _read(self) -> None:
+    def _run(self) -> None:
         try:
-            for batch in self._parse(self._resp):
-                self._add(batch)
-        except (requests.RequestException, OSError, AttributeError, ValueError) as exc:
-            if not self._closed():
+            self._read()
+        except Exception as exc:  # a broken stream is a finding, not a crash
+            if not self._closing:
                 self.error = f"{type(exc).__name__}: {exc}"
         finally:
             with self._cond:
                 self._cond.notify_all()
 
-    def _closed(self) -> bool:
-        return getattr(self, "_closing", False)
+    def _read(self) -> None:
+        """Receive until the stream ends, handing each batch to :meth:`_add`."""
+        raise NotImplementedError
+
+    def _shut(self) -> None:
+        """Make the reading thread's blocked receive return."""
+        raise NotImplementedError
+
+    def _add(self, batch: list[LogEntry]) -> None:
+        with self._cond:
+            self.entries.extend(batch)
+            self._cond.notify_all()
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -496,9 +494,7 @@ class Tail:
     def close(self) -> None:
         self._closing = True
         try:
-            # shut the socket down first: closing it under the reading thread blocks on TLS
-            self._resp.raw.shutdown()
-            self._resp.close()
+            self._shut()
         except Exception:
             pass
         if self._thread is not None:
@@ -511,8 +507,35 @@ class Tail:
         self.close()
 
 
+class StreamTail(Tail):
+    """A tail over a streaming HTTP response (VictoriaLogs' NDJSON ``/tail``)."""
+
+    def __init__(self, http: TenantHTTP, url: str, params: dict, parse):
+        super().__init__()
+        # identity: a compressed stream is held back until the compressor's buffer fills;
+        # a read timeout far beyond any test's tail ends a tail the server left hanging
+        self._resp = http.get(url, params=params, stream=True, timeout=(10, 300),
+                              headers={"Accept-Encoding": "identity"})
+        self.status = self._resp.status_code
+        if self.status != 200:
+            self.error = f"HTTP {self.status}: {self._resp.text.strip()[:200]}"
+            self._resp.close()
+            return
+        self._parse = parse
+        self._start()
+
+    def _read(self) -> None:
+        for batch in self._parse(self._resp):
+            self._add(batch)
+
+    def _shut(self) -> None:
+        # shut the socket down first: closing it under the reading thread blocks on TLS
+        self._resp.raw.shutdown()
+        self._resp.close()
+
+
 class WebsocketTail(Tail):
-    """Loki's ``/tail`` websocket, with the same interface."""
+    """Loki's ``/tail`` websocket."""
 
     def __init__(self, reader: LogQLReader, websocket, url: str, params: dict):
         import ssl
@@ -520,8 +543,7 @@ class WebsocketTail(Tail):
 
         from .http import USER_AGENT
 
-        self.entries, self.error, self.status = [], None, None
-        self._cond = threading.Condition()
+        super().__init__()
         self._ws_mod = websocket
         headers = [f"User-Agent: {USER_AGENT}"]
         if reader.tenant is not None:
@@ -531,34 +553,23 @@ class WebsocketTail(Tail):
         try:
             self._ws = websocket.create_connection(f"{url}?{urlencode(params)}", header=headers, sslopt=sslopt,
                                                    timeout=30)
-            self.status = 101
         except websocket.WebSocketBadStatusException as exc:
-            self.status, self.error, self._thread = exc.status_code, f"HTTP {exc.status_code}", None
+            self.status, self.error = exc.status_code, f"HTTP {exc.status_code}"
             return
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
+        self.status = 101
+        self._start()
 
     def _read(self) -> None:
         try:
             while True:
                 msg = self._ws.recv()
                 if not msg:
-                    break
+                    return
                 data = json.loads(msg)
                 self._add([LogEntry(int(ts), dict(s.get("stream", {})), line, {})
                            for s in data.get("streams", []) for ts, line in s.get("values", [])])
         except (self._ws_mod.WebSocketConnectionClosedException, OSError):
-            pass
-        except Exception as exc:  # a protocol error is a finding, not a crash
-            self.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            with self._cond:
-                self._cond.notify_all()
+            pass  # the server or close() ended it
 
-    def close(self) -> None:
-        try:
-            self._ws.close()
-        except Exception:
-            pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def _shut(self) -> None:
+        self._ws.close()
