@@ -115,11 +115,14 @@ class Cortex(Store):
         st = ctx.storage
         if st.get("bucket"):  # a cloud account's bucket (the Kubernetes deployer)
             return Cortex.cloud_bucket_config(st)
-        if st.get("type") == "s3":
-            return {"backend": "s3", "s3": {
-                "endpoint": f"{ctx.host}:{ctx.ports['s3']}", "bucket_name": "cortex", "insecure": True,
-                "access_key_id": st["access_key_id"], "secret_access_key": st["secret_access_key"],
-                "region": st.get("region", "us-east-1"), "bucket_lookup_type": "path"}}
+        if st.get("type") == "s3":  # the platform's own S3 server: on loopback, or a Service in a cluster
+            s3 = {"endpoint": f"{ctx.host_for('s3')}:{ctx.ports['s3']}", "bucket_name": "cortex", "insecure": True,
+                  "region": st.get("region", "us-east-1"), "bucket_lookup_type": "path"}
+            # without keys, the S3 client reads AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the
+            # environment (in a cluster: from a Secret, so that no key is in a config map)
+            if st.get("access_key_id"):
+                s3.update(access_key_id=st["access_key_id"], secret_access_key=st["secret_access_key"])
+            return {"backend": "s3", "s3": s3}
         return {"backend": "filesystem", "filesystem": {"dir": str(ctx.bucket_dir / "cortex")}}
 
     @staticmethod
