@@ -1,6 +1,6 @@
 """The ``stackproof`` command.
 
-    stackproof up        start a local platform of real components on loopback
+    stackproof up        start a local platform of real components on loopback (or in a cluster: --provider kube)
     stackproof status    show what runs, where, and whether it is ready
     stackproof down      stop it and remove its data
     stackproof run       up, run the conformance suites, write the report, down
@@ -64,19 +64,57 @@ def _print_endpoints(target: Target) -> None:
 
 # -- commands ---------------------------------------------------------------
 
+def kube_options(args) -> dict:
+    """The ``--provider kube`` options given on the command line (the others come from its state)."""
+    out = {k: getattr(args, k, None) for k in ("kubeconfig", "context", "namespace", "storage_class", "image_map",
+                                                 "gateway_service", "node_address")}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _kube_provider(args):
+    from .providers.kubecluster import KubeProvider  # needs the kubernetes package (the 'cloud' extra)
+
+    return KubeProvider(args.platform, **kube_options(args))
+
+
 def cmd_up(args) -> int:
     release = Catalog.load().get(args.release)
-    provider = LocalProvider(args.platform, gateway_port=args.gateway_port, storage=args.storage)
+    if args.provider == "kube":
+        provider = _kube_provider(args)
+    else:
+        provider = LocalProvider(args.platform, gateway_port=args.gateway_port, storage=args.storage)
     print(f"starting platform {args.platform!r} with release {release}", file=sys.stderr)
     t0 = time.monotonic()
     target = provider.deploy(release)
     print(f"platform {args.platform!r} is up in {time.monotonic() - t0:.1f}s", file=sys.stderr)
     _print_endpoints(target)
-    print(f"stop it with: stackproof down --platform {args.platform}")
+    where = " --provider kube" if args.provider == "kube" else ""
+    print(f"stop it with: stackproof down{where} --platform {args.platform}")
     return 0
 
 
+def cmd_kube_status(args) -> int:
+    st = _kube_provider(args).status()
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0 if st["state"] == "running" else 1
+    if st["state"] == "absent":
+        print(f"platform {args.platform!r} (kube): not deployed (no state in {st['state_file']})")
+        return 1
+    print(f"platform {st['platform']!r} (kube): {st['state']}, release {st['release']}, namespace "
+          f"{st['namespace']} at {st['server']}")
+    print(f"target file: {st['target_file']}")
+    width = max((len(n) for n in st["components"]), default=0) + 1
+    for name, c in st["components"].items():
+        flag = "ready" if c["ready"] else ("running, NOT ready" if c["running"] else "NOT running")
+        print(f"  {name:<{width}} {c.get('role', ''):<14} {c.get('version') or '-':<9} {flag:<18} "
+              f"restarts {c.get('restarts', 0):<3} node {c.get('node') or '-':<12} {c.get('image') or '-'}")
+    return 0 if st["state"] == "running" else 1
+
+
 def cmd_status(args) -> int:
+    if getattr(args, "provider", "local") == "kube":
+        return cmd_kube_status(args)
     st = LocalProvider(args.platform).status()
     if args.json:
         print(json.dumps(st, indent=2))
@@ -96,6 +134,16 @@ def cmd_status(args) -> int:
 
 
 def cmd_down(args) -> int:
+    if getattr(args, "provider", "local") == "kube":
+        kube = _kube_provider(args)
+        results = kube.destroy()
+        if not results:
+            print(f"platform {args.platform!r} (kube) is not deployed; nothing to do")
+            return 0
+        for name, how in results.items():
+            print(f"  {name}: {how}")
+        print(f"platform {args.platform!r} (kube) is down")
+        return 0
     provider = LocalProvider(args.platform)
     if not provider.root.exists():
         print(f"platform {args.platform!r} is not running; nothing to do")
@@ -213,7 +261,8 @@ def cmd_run(args) -> int:
             raise StackproofError(f"unknown suite {s!r}; known suites: {', '.join(known)}")
     rc = 1
     with provisioned(args.provider, results, target_file=args.target_file, platform=args.platform,
-                     release=args.release, keep=args.keep, run_id=args.run_id) as got:
+                     release=args.release, keep=args.keep, run_id=args.run_id,
+                     provider_options=kube_options(args) if args.provider == "kube" else None) as got:
         target = got.target
         print(f"running suites: {', '.join(suites)}", file=sys.stderr)
         cmd = [sys.executable, "-m", "pytest", *[str(suites_root / s) for s in suites],
@@ -292,7 +341,8 @@ def cmd_load(args) -> int:
             provider_name = "local"
     duration = args.duration or (600 if args.web else 30)
     with provisioned(provider_name, results, target_file=args.target_file, platform="load",
-                     release=args.release, keep=args.keep, run_id=args.run_id) as got:
+                     release=args.release, keep=args.keep, run_id=args.run_id,
+                     provider_options=kube_options(args) if provider_name == "kube" else None) as got:
         target = got.target
         print(f"load on {target.name} ({target.gateway_url}), run id {args.run_id}, signal {workload.signal}; "
               f"objectives: p99 <= {objectives.p99_ms:g} ms, error rate <= {objectives.max_error_rate:g}, "
@@ -360,11 +410,14 @@ class Provisioned:
 
 @contextlib.contextmanager
 def provisioned(provider_name: str, results: Path, *, target_file: str | None = None, platform: str = "run",
-                release: str | None = None, keep: bool = False, run_id: str | None = None):
+                release: str | None = None, keep: bool = False, run_id: str | None = None,
+                provider_options: dict | None = None):
     """A target for one command: provision it (or take the target file), and afterwards collect
     the logs into ``results/artifacts``, scan the results for tokens and tear down, unless ``keep``.
-    Yields a :class:`Provisioned`; its ``leaks`` are filled in on the way out."""
-    options = {"platform": platform} if provider_name == "local" else {}
+    Yields a :class:`Provisioned`; its ``leaks`` are filled in on the way out. ``provider_options``:
+    the provider's own (``--provider kube``'s kubeconfig, namespace, ...)."""
+    options = {"platform": platform} if provider_name in ("local", "kube") else {}
+    options.update(provider_options or {})
     if provider_name in ("aws", "gcp"):
         options["run_id"] = run_id
     provider = get_provider(provider_name, target_file=target_file, **options)
@@ -410,28 +463,79 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--platform", default="local", metavar="NAME",
                         help="name of the local platform (default: local); several can run side by side")
 
-    sp = sub.add_parser("up", help="start a local platform on loopback",
+    def kube_args(sp, deploys: bool = True):
+        """The options of ``--provider kube``: an existing cluster, from a kubeconfig."""
+        g = sp.add_argument_group(
+            "--provider kube (any existing cluster, from a kubeconfig)",
+            "Deploys into a namespace of the cluster and deletes only that namespace. Options not given are "
+            "taken from the platform's state (kept in $STACKPROOF_STATE/kube-PLATFORM), so 'status' and 'down' "
+            "need only --platform.")
+        g.add_argument("--kubeconfig", metavar="FILE",
+                       help="kubeconfig of the cluster (default: $KUBECONFIG, else ~/.kube/config)")
+        g.add_argument("--context", metavar="NAME", help="the kubeconfig's context to use (default: its current one)")
+        g.add_argument("--namespace", metavar="NAME", help="namespace of the platform (default: stackproof)")
+        if not deploys:
+            return
+        g.add_argument("--storage-class", metavar="NAME",
+                       help="storage class of the stores' volumes (default: the cluster's default class)")
+        g.add_argument("--image-map", metavar="FILE",
+                       help="YAML or JSON map of upstream image -> image to pull (a private registry, or "
+                            "images imported into the cluster), applied to every container, e.g. "
+                            "'cortexproject/cortex:v1.21.1: registry.example/cortex:v1.21.1'; an image the "
+                            "platform does not use is an error")
+        g.add_argument("--gateway-service", choices=("LoadBalancer", "NodePort"),
+                       help="how the gateway is reached: LoadBalancer (default; the cluster's load-balancer "
+                            "controller gives the address) or NodePort (clusters without one: a node's address "
+                            "and port; with it the in-cluster S3 server is reachable at a node port too)")
+        g.add_argument("--node-address", metavar="HOST",
+                       help="NodePort: the address clients reach the nodes at (default: a ready node's "
+                            "InternalIP); it goes into the gateway's certificate")
+
+    def local_or_kube(sp, what: str):
+        sp.add_argument("--provider", choices=("local", "kube"), default="local",
+                        help=f"{what}: local processes (default) or an existing cluster (kube; see below)")
+
+    sp = sub.add_parser("up", help="start a local platform on loopback (or in a cluster: --provider kube)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
                         description="Build or find the release's binaries, then start Cortex, VictoriaLogs, the nginx "
                                     "gateway and a Prometheus agent on free loopback ports, wait until each is "
-                                    "ready, and print the target file and the endpoints (never the tokens).")
+                                    "ready, and print the target file and the endpoints (never the tokens).\n\n"
+                                    "With --provider kube the same components run as StatefulSets in an existing "
+                                    "cluster (the official images, or yours through --image-map), with the S3 "
+                                    "server as a pod for the metrics store's blocks, and the gateway behind a "
+                                    "LoadBalancer or NodePort Service.",
+                        epilog="Examples:\n"
+                               "  stackproof up\n"
+                               "  stackproof up --provider kube --kubeconfig ~/.kube/config --context lab "
+                               "--gateway-service NodePort\n"
+                               "  stackproof up --provider kube --image-map images.yaml --storage-class fast-ssd "
+                               "--platform lab\n"
+                               "  stackproof status --provider kube --platform lab; "
+                               "stackproof down --provider kube --platform lab")
     sp.add_argument("--release", help="release from the catalog (default: the newest; see 'stackproof releases')")
     sp.add_argument("--gateway-port", type=int, metavar="PORT", help="fixed gateway port (default: a free one)")
     sp.add_argument("--storage", choices=("filesystem", "s3"), default="filesystem",
                     help="object storage: a directory (default), or a real S3 server (versitygw) on loopback")
+    local_or_kube(sp, "where the platform runs")
     platform_arg(sp)
+    kube_args(sp)
     sp.set_defaults(func=cmd_up)
 
     sp = sub.add_parser("status", help="show the platform's components and readiness",
                         description="Exit code 0 when every component runs and is ready, 1 otherwise.")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
+    local_or_kube(sp, "which platform")
     platform_arg(sp)
+    kube_args(sp, deploys=False)
     sp.set_defaults(func=cmd_status)
 
     sp = sub.add_parser("down", help="stop the platform and remove its data",
                         description="Stops components in reverse start order: gracefully first, SIGKILL "
                                     "after a timeout. Removes the platform's state directory.")
-    sp.add_argument("--keep-data", action="store_true", help="keep data, logs and the target file")
+    sp.add_argument("--keep-data", action="store_true", help="keep data, logs and the target file (local)")
+    local_or_kube(sp, "which platform (kube: deletes its namespace)")
     platform_arg(sp)
+    kube_args(sp, deploys=False)
     sp.set_defaults(func=cmd_down)
 
     sp = sub.add_parser("run", help="up, run the suites, write the report, down",
@@ -439,8 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "suites with pytest, write JUnit, Allure results and an HTML/JSON report "
                                     "into --results, collect component logs, and tear down.",
                         epilog="Extra arguments after '--' go to pytest, e.g. 'stackproof run -- -k exact'.")
-    sp.add_argument("--provider", default="local", choices=("local", "existing", "aws", "gcp"),
-                    help="where the platform comes from (default: local; aws/gcp: EKS/GKE made for this run)")
+    sp.add_argument("--provider", default="local", choices=("local", "existing", "aws", "gcp", "kube"),
+                    help="where the platform comes from (default: local; aws/gcp: EKS/GKE made for this run; "
+                         "kube: an existing cluster, see below)")
     sp.add_argument("--run-id", help="aws/gcp: names and tags the cloud resources (default: a new one)")
     sp.add_argument("--target-file", help="target file of an existing platform (with --provider existing)")
     sp.add_argument("--release", help="release to deploy (default: the newest)")
@@ -451,6 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--keep", action="store_true", help="leave the platform running afterwards")
     sp.add_argument("pytest_args", nargs="*", help=argparse.SUPPRESS)
     platform_arg(sp)
+    kube_args(sp)
     sp.set_defaults(func=cmd_run, platform="run")
 
     sp = sub.add_parser(
@@ -486,10 +592,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--run-id", help="label stamped on everything written (default: load-<time>)")
     g = sp.add_argument_group("target")
     g.add_argument("--target-file", metavar="PATH", help="an existing platform's target file")
-    g.add_argument("--provider", choices=("local", "aws", "gcp"), help="provision a platform for this run")
+    g.add_argument("--provider", choices=("local", "aws", "gcp", "kube"), help="provision a platform for this run")
     g.add_argument("--release", help="release to provision (default: the newest)")
     g.add_argument("--keep", action="store_true", help="leave a provisioned platform running")
     platform_arg(sp)
+    kube_args(sp)
     g = sp.add_argument_group("workload (metrics)")
     g.add_argument("--series", type=int, help="series per user (default: 500)")
     g.add_argument("--labels", type=int, help="extra labels per series (default: 0)")

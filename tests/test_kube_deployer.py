@@ -40,16 +40,17 @@ import requests
 import yaml
 from kubernetes.client import ApiClient
 
-from harness.components import (COMPONENTS, GATEWAY, LOGS_STORE, METRICS_STORE, SENDER, PlatformContext,
-                                 by_role)
+from harness.components import (COMPONENTS, GATEWAY, LOGS_STORE, METRICS_STORE, OBJECT_STORE, SENDER,
+                                 PlatformContext, by_role)
 from harness.components.gateway import render_nginx_conf, render_token_maps
 from harness.components.kubeapiserver import VERSION as KUBE_VERSION
 from harness.components.kubeapiserver import LoopbackControlPlane, resolve_etcd, resolve_kube_apiserver
 from harness.errors import ComponentError, ConfigError, StackproofError
 from harness.ports import free_ports
-from harness.providers.kube import (HASH_ANNOTATION, TENANTS_SECRET, TLS_SECRET, TOOLS_IMAGE, ApiError, KubeApi,
-                                    KubeDeployer, cluster_components, image_for, is_dns1123_label, is_label_key,
-                                    is_label_value)
+from harness.providers.kube import (HASH_ANNOTATION, OBJECT_STORAGE_SECRET, TENANTS_SECRET, TLS_SECRET, TOOLS_IMAGE,
+                                    ApiError, KubeApi, KubeDeployer, cluster_components, image_for,
+                                    is_dns1123_label, is_label_key, is_label_value, platform_images)
+from harness.providers.base import Provider as StackproofProvider
 from harness.releases import Catalog
 from harness.target import Durability, Target, Tenant
 from harness.tls import TLSFiles
@@ -60,6 +61,16 @@ S3 = {"type": "s3", "bucket": "sp-test-bucket", "region": "eu-west-1"}
 GCS = {"type": "gcs", "bucket": "sp-test-gcs"}
 LABELS = {"stackproof/owner": "ci", "stackproof/run-id": "r-123", "stackproof/expires": "2026-12-01T00.00Z"}
 API = ApiClient()
+
+
+def local_ref(upstream: str) -> str:
+    """What a user who imported or mirrored the images maps an upstream reference to."""
+    repo, _, tag = upstream.rpartition(":")
+    return f"localhost/stackproof/{repo.rsplit('/', 1)[-1]}:{tag}"
+
+
+# every image of every release, as the local cluster's image map has them
+IMAGE_MAP = {ref: local_ref(ref) for ref in platform_images()}
 
 
 def unreachable_kubeconfig(server: str = "https://127.0.0.1:9") -> dict:
@@ -105,9 +116,10 @@ def secret_files(manifests) -> dict[str, dict[str, str]]:
 
 
 @pytest.mark.parametrize("release", [OLD, NEW], ids=lambda r: r.name)
-@pytest.mark.parametrize("storage", [S3, GCS], ids=lambda s: s["type"])
+@pytest.mark.parametrize("storage", [S3, GCS, None], ids=lambda s: s["type"] if s else "in-cluster-nodeport")
 def test_every_manifest_is_a_valid_api_object_and_round_trips(release, storage):
-    manifests = deployer(storage).manifests(release, tenants())
+    d = deployer(storage) if storage else deployer(None, gateway_service="NodePort", images=IMAGE_MAP)
+    manifests = d.manifests(release, tenants())
     kinds = sorted({m["kind"] for m in manifests})
     assert kinds == ["ConfigMap", "Namespace", "Secret", "Service", "ServiceAccount", "StatefulSet"]
     for m in manifests:
@@ -447,7 +459,10 @@ def test_the_deployer_names_no_component():
     assert [c.name for c in cluster_components()] == ["cortex", "victorialogs", "gateway", "prometheus"]
     assert set(EXPECTED_PODS) == {c.name for c in cluster_components()}
     assert [c.role for c in cluster_components()] == [METRICS_STORE, LOGS_STORE, GATEWAY, SENDER]
-    assert [c.name for c in COMPONENTS if c.cluster is None] == ["s3"]
+    # every component has a shape; the object store runs only when no cloud bucket is given
+    assert [c.name for c in COMPONENTS if c.cluster is None] == []
+    assert [c.role for c in deployer(None).components()] == [OBJECT_STORE, METRICS_STORE, LOGS_STORE, GATEWAY,
+                                                              SENDER]
     for path in sorted(Path("harness/providers/kube").glob("*.py")):
         assert component_words(path.read_text()) == set(), path
     # the check can fail: the old deployer's words, but not a docstring's
@@ -525,10 +540,13 @@ def test_upgrade_2026_10_to_2026_11_changes_exactly_what_it_should():
 
 
 def test_apply_and_upgrade_order_is_the_local_providers():
-    """Stores first, then the gateway, then the agent (the local S3 server has no place in a cluster)."""
-    assert [c.name for c in cluster_components()] == [c.name for c in COMPONENTS if c.cluster is not None]
+    """Object store (without a cloud bucket), stores, then the gateway, then the agent."""
+    assert [c.name for c in deployer(None).components()] == [c.name for c in COMPONENTS]
+    assert [c.name for c in cluster_components()] == [c.name for c in COMPONENTS if c.role != OBJECT_STORE]
     sts = [m["metadata"]["name"] for m in deployer().manifests(NEW, tenants()) if m["kind"] == "StatefulSet"]
     assert sts == ["cortex", "victorialogs", "gateway", "prometheus"]
+    sts = [m["metadata"]["name"] for m in deployer(None).manifests(NEW, tenants()) if m["kind"] == "StatefulSet"]
+    assert sts == ["s3", "cortex", "victorialogs", "gateway", "prometheus"]
 
 
 def test_a_changed_file_a_pod_reads_rolls_exactly_that_pod():
@@ -847,7 +865,13 @@ def control_plane(tmp_path_factory):
     """kube-apiserver and etcd, built from their Go modules into the binary
     cache on first use (about 5 minutes on 2 cores with a cold Go cache;
     a cache hit after that)."""
-    cp = LoopbackControlPlane(tmp_path_factory.mktemp("kube"), resolve_kube_apiserver(KUBE_VERSION), resolve_etcd())
+    root = tmp_path_factory.mktemp("kube")
+    # privileged pods allowed, as every real cluster's API server does (kubeadm, k3s, EKS, GKE
+    # standard): the durability suite's kill helper is one
+    apiserver = root / "kube-apiserver"
+    apiserver.write_text(f'#!/bin/sh\nexec {resolve_kube_apiserver(KUBE_VERSION)} "$@" --allow-privileged=true\n')
+    apiserver.chmod(0o755)
+    cp = LoopbackControlPlane(root, apiserver, resolve_etcd())
     cp.start()
     yield cp
     cp.stop()
@@ -970,7 +994,7 @@ def test_deploy_applies_server_side_for_real_and_is_idempotent(control_plane, tm
     with StandIn(kc, "sp-deploy"):
         target = d.deploy(NEW, timeout=60)
     assert target.gateway_url == "https://lb.stackproof.test" and target.provider == "aws"
-    assert target.capabilities == ["metrics", "logs"] and target.release == NEW.name
+    assert target.capabilities == ["metrics", "logs", "restart"] and target.release == NEW.name
     assert [(t.name, t.role, t.account_id) for t in target.tenants] == [
         ("tenant-a", "user", 1), ("tenant-b", "user", 2), ("tenant-limited", "limited", 3),
         ("stackproof-system", "system", 4)]
@@ -1096,3 +1120,478 @@ def test_rollout_and_load_balancer_timeouts_are_one_line(control_plane, tmp_path
     assert "\n" not in msg
     with StandIn(kc, "sp-timeout"):
         d.delete(timeout=60)
+
+
+# ---------------------------------------------------------------------------
+# any cluster: a NodePort gateway, an image map, the S3 server in the cluster
+
+
+def containers_of(manifests) -> list[dict]:
+    return [c for _, spec in pod_specs(manifests) for c in spec["containers"] + spec.get("initContainers", [])]
+
+
+def test_gateway_service_is_a_load_balancer_by_default_or_a_node_port():
+    lb = by_key(deployer().manifests(NEW, tenants()))
+    assert lb[("Service", "gateway")]["spec"]["type"] == "LoadBalancer"
+    d = deployer(None, gateway_service="NodePort", service_annotations={"x.example/lb": "internal"})
+    np = by_key(d.manifests(NEW, tenants()))
+    gw = np[("Service", "gateway")]
+    assert gw["spec"]["type"] == "NodePort" and [p["port"] for p in gw["spec"]["ports"]] == [443]
+    assert "annotations" not in gw["metadata"]  # a load balancer's annotations mean nothing to a NodePort
+    # the in-cluster S3 server at a node port too (the durability suite lists its bucket); the rest inside
+    assert np[("Service", "s3")]["spec"]["type"] == "NodePort"
+    assert {n for (k, n), m in np.items() if k == "Service" and m["spec"]["type"] == "ClusterIP"} == {
+        "cortex", "victorialogs", "prometheus"}
+    assert by_key(deployer(None).manifests(NEW, tenants()))[("Service", "s3")]["spec"]["type"] == "ClusterIP"
+    # the address clients use goes into the certificate
+    d.lb_host, d.gateway_port = "10.9.8.7", 31443
+    assert "10.9.8.7" in d._pki().hosts()
+
+
+@pytest.mark.parametrize("storage", [S3, None], ids=["cloud-bucket", "in-cluster"])
+def test_image_map_is_applied_to_every_container_and_init_container(storage):
+    d = deployer(storage, images=IMAGE_MAP)
+    containers = containers_of(d.manifests(NEW, tenants()))
+    assert len(containers) == (7 if storage is None else 5)  # every container and init container
+    for c in containers:
+        assert c["image"].startswith("localhost/stackproof/"), c["name"]
+        assert c["image"] in IMAGE_MAP.values() and c["imagePullPolicy"] == "IfNotPresent"
+    # exactly the upstream images each container would have run, mapped
+    plain = containers_of(deployer(storage).manifests(NEW, tenants()))
+    assert [IMAGE_MAP[c["image"]] for c in plain] == [c["image"] for c in containers]
+    assert IMAGE_MAP[TOOLS_IMAGE] in {c["image"] for c in containers}
+    # a partial map maps what it names and leaves the rest upstream
+    part = containers_of(deployer(storage, images={TOOLS_IMAGE: "mirror.example/busybox:1"}).manifests(
+        NEW, tenants()))
+    assert {c["image"] for c in part if c["name"] == "prepare"} == {"mirror.example/busybox:1"}
+    assert {c["image"] for c in part if c["name"] == "cortex"} == {"cortexproject/cortex:v1.21.1"}
+
+
+def test_an_image_the_platform_does_not_use_is_refused_in_one_line():
+    with pytest.raises(ConfigError) as exc:
+        deployer(None, images={**IMAGE_MAP, "registry.k8s.io/pause:3.10": "localhost/stackproof/pause:3.10"})
+    msg = str(exc.value)
+    assert msg.startswith("images: registry.k8s.io/pause:3.10 is no image of the platform (its images: ")
+    assert "\n" not in msg and "cortexproject/cortex:v1.21.1" in msg and TOOLS_IMAGE in msg
+    assert "versitygw:v1.8.0" in msg
+    with pytest.raises(ConfigError, match=r"^images: expected a mapping of image references"):
+        deployer(None, images={"busybox:1.37.0": 3})
+
+
+def test_in_cluster_s3_runs_as_a_pod_with_its_buckets_and_secret_only_credentials():
+    d = deployer(None)
+    manifests = d.manifests(NEW, tenants())
+    objects = by_key(manifests)
+    key_id, key = d.object_storage_keys
+    assert len(key) >= 30 and key_id.startswith("sp")
+    # the S3 server: its image, root, a volume, its buckets made before it starts, a readiness probe
+    sts = objects[("StatefulSet", "s3")]
+    spec = sts["spec"]["template"]["spec"]
+    s3 = spec["containers"][0]
+    assert s3["image"] == "versitygw:v1.8.0" and "securityContext" not in spec
+    assert s3["command"] == ["/usr/local/bin/versitygw", "--region", "us-east-1", "--port", "0.0.0.0:7070",
+                             "--health", "/health", "posix", "/stackproof/data/bucket/s3"]
+    assert s3["readinessProbe"]["httpGet"] == {"path": "/health", "port": "s3"}
+    assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    assert spec["initContainers"] == [{"name": "prepare", "image": TOOLS_IMAGE, "imagePullPolicy": "IfNotPresent",
+                                       "command": ["mkdir", "-p", "/stackproof/data/bucket/s3/cortex"],
+                                       "volumeMounts": [{"name": "data", "mountPath": "/stackproof/data"}]}]
+    assert by_role(OBJECT_STORE).buckets() == ("cortex",)  # one per store that keeps its data in a bucket
+    # credentials: in one Secret, read through the environment by the server and the stores with a bucket
+    assert secret_files(manifests)[OBJECT_STORAGE_SECRET] == {"access_key_id": key_id, "secret_access_key": key}
+    ref = {"secretKeyRef": {"name": OBJECT_STORAGE_SECRET, "key": None}}
+
+    def env_of(name):
+        return {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in
+                objects[("StatefulSet", name)]["spec"]["template"]["spec"]["containers"][0].get("env", [])
+                if e["valueFrom"] == {**ref, "secretKeyRef": {**ref["secretKeyRef"],
+                                                              "key": e["valueFrom"]["secretKeyRef"]["key"]}}}
+
+    assert env_of("s3") == {"ROOT_ACCESS_KEY_ID": "access_key_id", "ROOT_SECRET_ACCESS_KEY": "secret_access_key"}
+    assert env_of("cortex") == {"AWS_ACCESS_KEY_ID": "access_key_id", "AWS_SECRET_ACCESS_KEY": "secret_access_key"}
+    assert [env_of(n) for n in ("victorialogs", "gateway", "prometheus")] == [{}, {}, {}]
+    # no credential in any ConfigMap, command, argument or env value: only in the Secret
+    for m in manifests:
+        if m["kind"] == "Secret":
+            continue
+        text = json.dumps(m)
+        for value in (key_id, key, base64.b64encode(key.encode()).decode()):
+            assert value not in text, f"an object storage credential is in {m['kind']} {m['metadata']['name']}"
+    # the stores' config: the S3 server's Service, plain HTTP, path-style, the store's bucket, no keys
+    cortex = yaml.safe_load(objects[("ConfigMap", "cortex-config")]["data"]["cortex.yaml"])
+    assert cortex["blocks_storage"]["backend"] == "s3"
+    assert cortex["blocks_storage"]["s3"] == {"endpoint": "s3.stackproof.svc:7070", "bucket_name": "cortex",
+                                              "insecure": True, "region": "us-east-1",
+                                              "bucket_lookup_type": "path"}
+    # the credentials are made once and kept: a second rendering has the same
+    assert secret_files(d.manifests(NEW, tenants()))[OBJECT_STORAGE_SECRET]["secret_access_key"] == key
+    # with a cloud bucket: no server, no such Secret, no env
+    cloud = deployer(S3).manifests(NEW, tenants())
+    assert ("StatefulSet", "s3") not in by_key(cloud) and OBJECT_STORAGE_SECRET not in secret_files(cloud)
+    assert all("env" not in c for c in containers_of(cloud))
+
+
+def test_the_kill_pod_is_privileged_on_the_stores_node_in_the_hosts_pid_namespace():
+    d = deployer(None, images=IMAGE_MAP)
+    store = by_role(METRICS_STORE)
+    pod = d.kill_pod(store, "node-7", "0123abcd" * 8, "stackproof-kill-x")
+    assert model_round_trip(pod) == pod  # a valid Pod, every field known to the API
+    spec = pod["spec"]
+    assert spec["nodeName"] == "node-7" and spec["hostPID"] is True and spec["restartPolicy"] == "Never"
+    assert spec["automountServiceAccountToken"] is False and spec["tolerations"] == [{"operator": "Exists"}]
+    (c,) = spec["containers"]
+    assert c["securityContext"] == {"privileged": True}
+    assert c["image"] == IMAGE_MAP[TOOLS_IMAGE] == "localhost/stackproof/busybox:1.37.0"
+    assert c["command"][:2] == ["/bin/sh", "-c"] and c["command"][-1] == "0123abcd" * 8
+    script = c["command"][2]
+    assert '"$d/cgroup"' in script and 'kill -9 "${d#/proc/}"' in script and '[ "$n" -gt 0 ]' in script
+    # not one of the store's pods: the StatefulSet's selector does not match it
+    selector = d.selector(store.name)
+    assert not selector.items() <= pod["metadata"]["labels"].items()
+    assert pod["metadata"]["namespace"] == "stackproof"
+
+
+def test_kill_script_kills_exactly_the_processes_of_the_named_cgroup(tmp_path):
+    """The helper's script, run by a real shell over a fake /proc: it picks the
+    processes whose cgroup names the container, and fails when there is none."""
+    script = deployer(None).kill_pod(by_role(LOGS_STORE), "n", "x", "k")["spec"]["containers"][0]["command"][2]
+    proc = tmp_path / "proc"
+    cid = "c0ffee" * 10
+    for pid, cgroup in ((1, "0::/init.scope"), (4242, f"0::/kubepods.slice/cri-containerd-{cid}.scope"),
+                        (4243, f"12:pids:/kubepods/besteffort/podX/{cid}"), (77, "0::/kubepods.slice/other.scope")):
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "cgroup").write_text(cgroup + "\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kill").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/killed\n')
+    (bin_dir / "kill").chmod(0o755)
+    fake = script.replace("/proc/", f"{proc}/").replace("kill -9", f"{bin_dir}/kill -9")
+    r = subprocess.run(["sh", "-c", fake, "stackproof-kill", cid], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted((tmp_path / "killed").read_text().split("\n")[:-1]) == ["-9 4242", "-9 4243"]
+    assert r.stdout.strip() == f"killed 2 process(es) of container {cid}"
+    r = subprocess.run(["sh", "-c", fake, "stackproof-kill", "f" * 64], capture_output=True, text=True)
+    assert r.returncode == 1 and "killed 0 process(es)" in r.stdout
+
+
+@pytest.mark.parametrize("options, expect", [
+    ({"gateway_service": "ClusterIP"}, "gateway service type 'ClusterIP': expected one of LoadBalancer, NodePort"),
+    ({"node_address": "10.0.0.1; rm"}, "node address '10.0.0.1; rm' is not a host name or an IP address"),
+    ({"storage_class": "Fast SSD"}, "storage class 'Fast SSD' is not a valid name"),
+])
+def test_bad_cluster_options_are_one_clear_line(options, expect):
+    with pytest.raises(ConfigError) as exc:
+        deployer(None, **options)
+    assert str(exc.value) == expect
+
+
+def test_storage_class_goes_on_every_volume_claim():
+    manifests = deployer(None, storage_class="local-path").manifests(NEW, tenants())
+    claims = [v for m in manifests if m["kind"] == "StatefulSet" for v in m["spec"].get("volumeClaimTemplates", [])]
+    assert len(claims) == 3 and {c["spec"]["storageClassName"] for c in claims} == {"local-path"}
+
+
+def test_the_target_declares_restart_for_every_deployer_provider():
+    """aws, gcp and kube all take their target from the deployer: 'restart' is in it."""
+    from harness.providers.kube import CAPABILITIES
+    assert CAPABILITIES == ["metrics", "logs", "restart"]
+    for module, cls in (("harness.providers.aws", "AWSProvider"), ("harness.providers.gcp", "GCPProvider"),
+                        ("harness.providers.kubecluster", "KubeProvider")):
+        provider = getattr(__import__(module, fromlist=[cls]), cls)
+        for verb in ("stop_component", "kill_component", "start_component", "remove_local_data"):
+            assert getattr(provider, verb) is not getattr(StackproofProvider, verb), (cls, verb)
+
+
+def cli(argv: list[str]) -> int:
+    """A command, in this process, as ``stackproof`` runs it (not through ``main``, which sets
+    SIGPIPE's default action: that would end a pytest-xdist worker on a closed pipe)."""
+    from harness.cli import build_parser
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+def test_up_provider_kube_help_teaches_its_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli(["up", "--provider", "kube", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for opt in ("--kubeconfig FILE", "--context NAME", "--namespace NAME", "--storage-class NAME",
+                "--image-map FILE", "--gateway-service {LoadBalancer,NodePort}", "--node-address HOST",
+                "$KUBECONFIG", "~/.kube/config", "stackproof up --provider kube"):
+        assert opt in out, opt
+    for command in ("status", "down"):
+        with pytest.raises(SystemExit):
+            cli([command, "--help"])
+        assert "--provider {local,kube}" in capsys.readouterr().out
+
+
+def test_kube_provider_errors_are_one_line(tmp_path, monkeypatch):
+    from harness.providers.kubecluster import KubeProvider
+    monkeypatch.setenv("STACKPROOF_STATE", str(tmp_path / "state"))
+    with pytest.raises(ConfigError) as exc:
+        KubeProvider("p", kubeconfig=tmp_path / "nope").deployer
+    assert str(exc.value) == (f"kubeconfig {tmp_path / 'nope'}: no such file (give one with --kubeconfig or "
+                              "KUBECONFIG)")
+    kc = tmp_path / "kc.yaml"
+    kc.write_text(yaml.safe_dump(unreachable_kubeconfig()))
+    with pytest.raises(ConfigError) as exc:
+        KubeProvider("p", kubeconfig=kc, context="prod").deployer.api
+    assert str(exc.value) == "kubeconfig: no context 'prod' (contexts: c)"
+    bad_map = tmp_path / "images.json"
+    bad_map.write_text(json.dumps({"images": {"nginx:latest": "mine/nginx:1"}}))
+    with pytest.raises(ConfigError, match=r"^images: nginx:latest is no image of the platform \(its images: "):
+        KubeProvider("p", kubeconfig=kc, image_map=bad_map)
+    bad_map.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match=rf"^image map {re.escape(str(bad_map))}: expected a mapping"):
+        KubeProvider("p", kubeconfig=kc, image_map=bad_map)
+    with pytest.raises(ConfigError, match="platform name"):
+        KubeProvider("a b", kubeconfig=kc)
+    # nothing deployed, nothing to take away: no cluster is asked
+    assert KubeProvider("p").destroy() == {}
+    assert KubeProvider("p").status()["state"] == "absent"
+
+
+# ---------------------------------------------------------------------------
+# the real kube-apiserver again: a NodePort platform with its own S3 server,
+# and single components stopped, killed, started and given a fresh volume
+
+NODE, NODE_IP = "node-1", "10.1.2.3"
+
+
+class NodeStandIn(StandIn):
+    """The StandIn, and also what the StatefulSet controller and one node's kubelet
+    would do with pods and claims: a pod ``<name>-0`` (and the claim of each volume
+    claim template) while the StatefulSet wants a replica, deleted when it wants
+    none; pod status (running, ready, a container id); a kill helper pod's work
+    (its target container restarted with a new id, the helper Succeeded); and the
+    protection finalizer of a deleted claim removed. No gateway load balancer: the
+    platform's Services are NodePorts."""
+
+    def __init__(self, kubeconfig: dict, namespace: str, **kw):
+        super().__init__(kubeconfig, namespace, lb=None, **kw)
+        self.helpers: list[dict] = []  # the kill helper pods, as the API server stored them
+        self.killed: list[str] = []  # the container ids they named
+        self.claims_made: list[str] = []
+
+    def _tick(self):
+        ns_obj = self.api.get("v1", "Namespace", self.ns)
+        if ns_obj is None:
+            return
+        if ns_obj["metadata"].get("deletionTimestamp"):
+            self._finalize_namespace(ns_obj)
+            return
+        base = f"/api/v1/namespaces/{self.ns}"
+        for pvc in self.api.list(f"{base}/persistentvolumeclaims"):
+            if pvc["metadata"].get("deletionTimestamp") and pvc["metadata"].get("finalizers"):
+                self.api.request("PATCH", f"{base}/persistentvolumeclaims/{pvc['metadata']['name']}",
+                                 body={"metadata": {"finalizers": None}}, content_type="application/merge-patch+json")
+        for sts in self.api.list(f"/apis/apps/v1/namespaces/{self.ns}/statefulsets"):
+            name, gen = sts["metadata"]["name"], sts["metadata"]["generation"]
+            want = sts["spec"].get("replicas", 1)
+            pod = self.api.get("v1", "Pod", f"{name}-0", self.ns)
+            if want and pod is None and name not in self.hold:
+                self._make_pod(sts)
+            elif not want and pod is not None:
+                self.api.delete("v1", "Pod", f"{name}-0", self.ns, grace_seconds=0)
+            st = sts.get("status") or {}
+            if name in self.hold or st.get("observedGeneration") == gen:
+                continue
+            revision = f"{name}-" + hashlib.sha256(json.dumps(sts["spec"]["template"], sort_keys=True)
+                                                   .encode()).hexdigest()[:10]
+            self._patch_status(f"/apis/apps/v1/namespaces/{self.ns}/statefulsets/{name}", {
+                "observedGeneration": gen, "replicas": want, "readyReplicas": want, "updatedReplicas": want,
+                "currentReplicas": want, "availableReplicas": want, "currentRevision": revision,
+                "updateRevision": revision})
+            self.marked.setdefault(name, []).append((gen, time.monotonic()))
+        for helper in self.api.list(f"{base}/pods", "app.kubernetes.io/component=kill"):
+            if (helper.get("status") or {}).get("phase") == "Succeeded":
+                continue
+            cid = helper["spec"]["containers"][0]["command"][-1]
+            self.helpers.append(helper)
+            self.killed.append(cid)
+            for pod in self.api.list(f"{base}/pods"):
+                statuses = (pod.get("status") or {}).get("containerStatuses") or []
+                if any(s.get("containerID") == f"containerd://{cid}" for s in statuses):
+                    for s in statuses:
+                        s["restartCount"] += 1
+                        s["containerID"] = f"containerd://{secrets_hex()}"
+                    self._patch_status(f"{base}/pods/{pod['metadata']['name']}", {"containerStatuses": statuses})
+            self._patch_status(f"{base}/pods/{helper['metadata']['name']}", {"phase": "Succeeded"})
+
+    def _make_pod(self, sts: dict) -> None:
+        name = sts["metadata"]["name"]
+        base = f"/api/v1/namespaces/{self.ns}"
+        tpl = copy.deepcopy(sts["spec"]["template"])
+        spec = tpl["spec"]
+        for vct in sts["spec"].get("volumeClaimTemplates", []):
+            claim = f"{vct['metadata']['name']}-{name}-0"
+            if self.api.get("v1", "PersistentVolumeClaim", claim, self.ns) is None:
+                self.api.request("POST", f"{base}/persistentvolumeclaims", content_type="application/json", body={
+                    "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": claim, "labels": vct["metadata"].get("labels", {})}, "spec": vct["spec"]})
+                self.claims_made.append(claim)
+            spec.setdefault("volumes", []).append({"name": vct["metadata"]["name"],
+                                                   "persistentVolumeClaim": {"claimName": claim}})
+        spec["nodeName"] = NODE
+        self.api.request("POST", f"{base}/pods", content_type="application/json", body={
+            "apiVersion": "v1", "kind": "Pod", "spec": spec,
+            "metadata": {"name": f"{name}-0", "labels": tpl["metadata"]["labels"]}})
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self._patch_status(f"{base}/pods/{name}-0", {
+            "phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"name": c["name"], "ready": True, "restartCount": 0, "image": c["image"],
+                                   "imageID": "", "containerID": f"containerd://{secrets_hex()}",
+                                   "state": {"running": {"startedAt": now}}} for c in spec["containers"]]})
+
+    def _finalize_namespace(self, ns_obj: dict) -> None:
+        base = f"/api/v1/namespaces/{self.ns}"
+        for pod in self.api.list(f"{base}/pods"):
+            self.api.delete("v1", "Pod", pod["metadata"]["name"], self.ns, grace_seconds=0)
+        for pvc in self.api.list(f"{base}/persistentvolumeclaims"):
+            self.api.request("PATCH", f"{base}/persistentvolumeclaims/{pvc['metadata']['name']}",
+                             body={"metadata": {"finalizers": None}}, content_type="application/merge-patch+json")
+            self.api.delete("v1", "PersistentVolumeClaim", pvc["metadata"]["name"], self.ns)
+        super()._finalize_namespace(ns_obj)
+
+
+def secrets_hex() -> str:
+    return hashlib.sha256(str(time.monotonic_ns()).encode() + bytes(8)).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def node(control_plane):
+    """One ready Node with an InternalIP (a kubelet would register it)."""
+    api = KubeApi(control_plane.kubeconfig())
+    api.request("POST", "/api/v1/nodes", content_type="application/json",
+                body={"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}}, allow=(409,))
+    api.request("PATCH", f"/api/v1/nodes/{NODE}/status", content_type="application/merge-patch+json", body={
+        "status": {"addresses": [{"type": "InternalIP", "address": NODE_IP}, {"type": "Hostname", "address": NODE}],
+                   "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}})
+    yield NODE_IP
+    api.delete("v1", "Node", NODE)
+
+
+def live_text_outside_secrets(api: KubeApi, ns: str) -> str:
+    """Everything the server stores in the namespace but its Secrets, as text."""
+    objs = [o for (kind, _), o in live_objects(api, ns).items() if kind != "Secret"]
+    objs += api.list(f"/api/v1/namespaces/{ns}/pods")
+    return json.dumps(objs)
+
+
+@pytest.mark.slow
+def test_nodeport_platform_with_its_own_s3_and_single_component_control(control_plane, node, tmp_path):
+    kc = control_plane.kubeconfig()
+    api = KubeApi(kc)
+    ns = "sp-node"
+    d = KubeDeployer(kc, ns, storage=None, workdir=tmp_path, poll_interval=0.1, gateway_service="NodePort",
+                     images=IMAGE_MAP, progress=lambda m: None)
+    with NodeStandIn(kc, ns) as standin:
+        target = d.deploy(NEW, timeout=60)
+        node_ports = {n: api.get("v1", "Service", n, ns)["spec"]["ports"][0]["nodePort"] for n in ("gateway", "s3")}
+        assert target.gateway_url == f"https://{NODE_IP}:{node_ports['gateway']}"
+        assert NODE_IP in d.pki.hosts() and "restart" in target.capabilities
+        key_id, key = d.object_storage_keys
+        assert target.object_storage == {
+            "type": "s3", "endpoint": f"http://{NODE_IP}:{node_ports['s3']}", "access_key_id": key_id,
+            "secret_access_key": key, "region": "us-east-1", "buckets": "cortex", "metrics_bucket": "cortex"}
+        # every pod the stand-in made from the StatefulSets runs the mapped images
+        pods = api.list(f"/api/v1/namespaces/{ns}/pods")
+        assert sorted(p["metadata"]["name"] for p in pods) == [
+            "cortex-0", "gateway-0", "prometheus-0", "s3-0", "victorialogs-0"]
+        assert {c["image"] for p in pods for c in p["spec"]["containers"] + p["spec"].get("initContainers", [])
+                } <= set(IMAGE_MAP.values())
+        # the S3 server came first: rolled out before any store was applied
+        s3_done = standin.marked["s3"][0][1]
+        assert all(standin.marked[n][0][1] >= s3_done for n in ("cortex", "victorialogs"))
+        # its credentials: in the Secret only, never in what else the server stores
+        text = live_text_outside_secrets(api, ns)
+        assert key not in text and key_id not in text and base64.b64encode(key.encode()).decode() not in text
+        # a later process finds the same credentials (the S3 server's data keeps its keys)
+        d2 = KubeDeployer(kc, ns, storage=None, workdir=tmp_path / "2", poll_interval=0.1,
+                          gateway_service="NodePort", images=IMAGE_MAP, progress=lambda m: None)
+        assert d2.deploy(NEW, timeout=60).object_storage["secret_access_key"] == key
+        assert d2.status()["state"] == "running"
+
+        # stop: scaled to 0, its pod gone
+        assert d2.stop_component(METRICS_STORE) == "stopped"
+        assert api.get("apps/v1", "StatefulSet", "cortex", ns)["spec"]["replicas"] == 0
+        assert api.get("v1", "Pod", "cortex-0", ns) is None
+        assert d2.status()["components"]["cortex"]["running"] is False
+        # its local data: the volume claim deleted, and gone
+        assert d2.remove_local_data(METRICS_STORE) == [f"PersistentVolumeClaim {ns}/data-cortex-0"]
+        assert api.get("v1", "PersistentVolumeClaim", "data-cortex-0", ns) is None
+        assert api.get("v1", "PersistentVolumeClaim", "data-s3-0", ns) is not None  # the bucket's volume stays
+        # start: back to one replica, ready, on a fresh claim
+        made = len(standin.claims_made)
+        assert d2.start_component(METRICS_STORE) >= 0
+        assert api.get("apps/v1", "StatefulSet", "cortex", ns)["spec"]["replicas"] == 1
+        assert standin.claims_made[made:] == ["data-cortex-0"]
+        with pytest.raises(StackproofError, match=r"^cortex \(metrics-store\) is running; stop it before removing"):
+            d2.remove_local_data(METRICS_STORE)
+
+        # kill: a helper pod on the store's node SIGKILLs the container; the kubelet restarts it
+        vl = api.get("v1", "Pod", "victorialogs-0", ns)
+        cid = vl["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
+        d2.kill_component(LOGS_STORE)
+        assert standin.killed == [cid]
+        (helper,) = standin.helpers
+        assert helper["spec"]["nodeName"] == NODE and helper["spec"]["hostPID"] is True
+        assert helper["spec"]["containers"][0]["securityContext"] == {"privileged": True}
+        assert helper["spec"]["containers"][0]["image"] == IMAGE_MAP[TOOLS_IMAGE]
+        assert api.get("v1", "Pod", helper["metadata"]["name"], ns) is None  # deleted afterwards
+        assert api.get("v1", "Pod", "victorialogs-0", ns)["status"]["containerStatuses"][0]["restartCount"] == 1
+        assert d2.start_component(LOGS_STORE) >= 0  # ready again
+        assert d2.status()["components"]["victorialogs"]["restarts"] == 1
+        with pytest.raises(StackproofError, match=r"^unknown role 'cortex'; roles: "):
+            d2.stop_component("cortex")
+    with NodeStandIn(kc, ns):
+        d2.delete(timeout=60)
+    assert api.get("v1", "Namespace", ns) is None
+
+
+@pytest.mark.slow
+def test_kube_provider_deploys_from_a_kubeconfig_context_and_a_later_process_controls_it(
+        control_plane, node, tmp_path, monkeypatch, capsys):
+    """``--provider kube``: a kubeconfig file whose current context is another
+    (unreachable) cluster, the loopback API server's context chosen; an image map
+    file; the target file written; then, as the durability suite does, a provider
+    found again from the target file alone stops and starts a store."""
+    from harness.providers import get_provider
+    from harness.providers.kubecluster import KubeProvider
+
+    monkeypatch.setenv("STACKPROOF_STATE", str(tmp_path / "state"))
+    loop = control_plane.kubeconfig()
+    other = unreachable_kubeconfig()
+    kc = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
+          "clusters": other["clusters"] + loop["clusters"], "users": other["users"] + loop["users"],
+          "contexts": other["contexts"] + loop["contexts"]}
+    kc_file = tmp_path / "kubeconfig"
+    kc_file.write_text(yaml.safe_dump(kc))
+    image_map = tmp_path / "images.yaml"
+    image_map.write_text(yaml.safe_dump({"images": IMAGE_MAP}))
+    p = KubeProvider("lab", kubeconfig=kc_file, context="loopback", namespace="sp-kube", image_map=image_map,
+                     gateway_service="NodePort", storage_class="local-path", timeout=60, poll_interval=0.1,
+                     progress=lambda m: None)
+    with NodeStandIn(loop, "sp-kube"):
+        target = p.deploy(NEW)
+        assert target.provider == "kube" and target.name == "lab" and "restart" in target.capabilities
+        assert target.path == tmp_path / "state" / "kube-lab" / "target.yaml"
+        assert Target.load(target.path).gateway_url.startswith(f"https://{NODE_IP}:")
+        api = KubeApi(loop)
+        claim = api.get("apps/v1", "StatefulSet", "cortex", "sp-kube")["spec"]["volumeClaimTemplates"][0]
+        assert claim["spec"]["storageClassName"] == "local-path"
+        # the durability suite's platform_control: get_provider(target.provider, platform=, target_file=)
+        later = get_provider(target.provider, platform=target.name, target_file=target.path)
+        assert isinstance(later, KubeProvider)
+        assert later.settings["context"] == "loopback" and later.settings["namespace"] == "sp-kube"
+        assert later.settings["images"] == IMAGE_MAP
+        assert later.stop_component(LOGS_STORE) == "stopped"
+        assert later.start_component(LOGS_STORE) >= 0
+        # the CLI's status finds it by its platform name alone
+        assert cli(["status", "--provider", "kube", "--platform", "lab"]) == 0
+        out = capsys.readouterr().out
+        assert "platform 'lab' (kube): running" in out and "victorialogs" in out and "restarts" in out
+        assert cli(["down", "--provider", "kube", "--platform", "lab"]) == 0
+    assert api.get("v1", "Namespace", "sp-kube") is None
+    assert not (tmp_path / "state" / "kube-lab").exists()
+    assert KubeProvider("lab").status()["state"] == "absent"

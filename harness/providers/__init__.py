@@ -9,11 +9,22 @@ from .base import Provider
 from .existing import ExistingProvider
 from .local import LocalProvider
 
-NAMES = ("local", "existing", "aws", "gcp")
+NAMES = ("local", "existing", "aws", "gcp", "kube")
+
+
+def _run_id_of(target_file: str | Path | None, cloud: str) -> dict:
+    """A cloud provider's run id from its target file's directory (``<state>/aws-<run id>/target.yaml``):
+    how a later process (the durability suite's control of single components) finds the run again."""
+    if target_file is None:
+        return {}
+    parent = Path(target_file).parent.name
+    return {"run_id": parent[len(cloud) + 1:]} if parent.startswith(f"{cloud}-") else {}
 
 
 def get_provider(name: str, *, target_file: str | Path | None = None, platform: str = "local",
                  **options) -> Provider:
+    if name in ("aws", "gcp") and options.get("run_id") is None:
+        options = {**options, **_run_id_of(target_file, name)}
     if name == "local":
         return LocalProvider(platform, **options)
     if name == "existing":
@@ -26,6 +37,10 @@ def get_provider(name: str, *, target_file: str | Path | None = None, platform: 
         from .gcp import GCPProvider  # needs google-cloud-container (the 'cloud' extra)
 
         return GCPProvider(**options)
+    if name == "kube":
+        from .kubecluster import KubeProvider  # needs the kubernetes package (the 'cloud' extra)
+
+        return KubeProvider(platform, target_file=target_file, **options)
     raise ConfigError(f"unknown provider {name!r}; known providers: {', '.join(NAMES)}")
 
 

@@ -1369,6 +1369,19 @@ class AWSProvider(Provider):
             self._save_state()
             return self._save_target(target, release)
 
+    # -- single components, on the same data (capability 'restart'): the deployer's verbs --
+    def stop_component(self, role: str) -> str:
+        return self._make_deployer(f"aws: stop the {role}").stop_component(role)
+
+    def kill_component(self, role: str) -> None:
+        self._make_deployer(f"aws: kill the {role}").kill_component(role)
+
+    def start_component(self, role: str) -> float:
+        return self._make_deployer(f"aws: start the {role}").start_component(role)
+
+    def remove_local_data(self, role: str) -> list[str]:
+        return self._make_deployer(f"aws: remove the {role}'s volume").remove_local_data(role)
+
     # -- destroy, status, artifacts ------------------------------------------------
     def _delete_namespace(self) -> None:
         """Best effort: deleting the namespace makes Kubernetes delete its cloud load

@@ -790,6 +790,19 @@ class GCPProvider(Provider):
         self._save_state()
         return self._save_target(target, release)
 
+    # -- single components, on the same data (capability 'restart'): the deployer's verbs --
+    def stop_component(self, role: str) -> str:
+        return self._make_deployer().stop_component(role)
+
+    def kill_component(self, role: str) -> None:
+        self._make_deployer().kill_component(role)
+
+    def start_component(self, role: str) -> float:
+        return self._make_deployer().start_component(role)
+
+    def remove_local_data(self, role: str) -> list[str]:
+        return self._make_deployer().remove_local_data(role)
+
     def _save_target(self, target: Target, release: Release) -> Target:
         target.provider = "gcp"
         target.release = release.name

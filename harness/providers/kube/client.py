@@ -25,6 +25,9 @@ RESOURCES = {
     ("v1", "ConfigMap"): ("/api/v1", "configmaps", True),
     ("v1", "Secret"): ("/api/v1", "secrets", True),
     ("v1", "Service"): ("/api/v1", "services", True),
+    ("v1", "Pod"): ("/api/v1", "pods", True),
+    ("v1", "PersistentVolumeClaim"): ("/api/v1", "persistentvolumeclaims", True),
+    ("v1", "Node"): ("/api/v1", "nodes", False),
     ("apps/v1", "StatefulSet"): ("/apis/apps/v1", "statefulsets", True),
 }
 
@@ -38,18 +41,26 @@ class ApiError(StackproofError):
 class KubeApi:
     """The few calls the deployer makes, on the connection (TLS, client
     certificates, bearer tokens, exec plugins) that
-    ``kubernetes.config.new_client_from_config_dict`` sets up. No retries:
+    ``kubernetes.config.new_client_from_config_dict`` sets up, for the
+    kubeconfig's ``context`` (default: its current context). No retries:
     callers poll with deadlines of their own."""
 
-    def __init__(self, kubeconfig: dict, timeout: float = 10.0):
+    def __init__(self, kubeconfig: dict, timeout: float = 10.0, context: str | None = None):
         try:
             from kubernetes import config as kube_config
         except ImportError:  # pragma: no cover - the 'cloud' extra
             raise StackproofError("the kubernetes package is missing: pip install 'stackproof[cloud]'") from None
         if not isinstance(kubeconfig, dict) or not kubeconfig.get("clusters"):
             raise ConfigError("kubeconfig: expected a mapping with 'clusters', 'users' and 'contexts'")
+        names = [c.get("name") for c in kubeconfig.get("contexts") or [] if isinstance(c, dict)]
+        if context is not None and context not in names:
+            raise ConfigError(f"kubeconfig: no context {context!r} (contexts: {', '.join(map(str, names)) or 'none'})")
+        if context is None and not kubeconfig.get("current-context"):
+            raise ConfigError(f"kubeconfig: no current-context; name one with --context "
+                              f"(contexts: {', '.join(map(str, names)) or 'none'})")
+        self.context = context or kubeconfig["current-context"]
         try:
-            self.client = kube_config.new_client_from_config_dict(kubeconfig)
+            self.client = kube_config.new_client_from_config_dict(kubeconfig, context=context)
         except Exception as exc:  # the loader's errors name the bad field
             raise ConfigError(f"kubeconfig: {one_line(exc)}") from None
         self.server = self.client.configuration.host.rstrip("/")
@@ -177,12 +188,26 @@ class KubeApi:
         status, obj = self.json("GET", self.path(api_version, kind, name, namespace), allow=(404,))
         return None if status == 404 else obj
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
+               grace_seconds: int | None = None) -> bool:
+        body: dict = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        if grace_seconds is not None:
+            body["gracePeriodSeconds"] = grace_seconds
         status, _ = self.request("DELETE", self.path(api_version, kind, name, namespace), ok=(200, 202),
-                                 allow=(404,), body={"kind": "DeleteOptions", "apiVersion": "v1",
-                                                     "propagationPolicy": "Background"},
-                                 content_type="application/json")
+                                 allow=(404,), body=body, content_type="application/json")
         return status != 404
+
+    def scale(self, api_version: str, kind: str, name: str, namespace: str, replicas: int) -> dict:
+        """Set ``spec.replicas`` through the scale subresource (what ``kubectl scale`` does)."""
+        path = self.path(api_version, kind, name, namespace) + "/scale"
+        try:
+            return self.json("PATCH", path, body={"spec": {"replicas": replicas}},
+                             content_type="application/merge-patch+json")[1]
+        except ApiError as exc:
+            if exc.status:
+                raise ApiError(f"scaling {kind} {namespace}/{name} to {replicas} failed: "
+                               f"{str(exc).split(': ', 1)[-1]}", exc.status) from None
+            raise
 
     def list(self, path: str, selector: str | None = None) -> list[dict]:
         status, obj = self.json("GET", path, query={"labelSelector": selector} if selector else None, allow=(404,))

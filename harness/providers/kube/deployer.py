@@ -1,15 +1,19 @@
 """The Kubernetes deployer's verbs: deploy, upgrade, collect artifacts and
 delete the platform in one namespace of a cluster, through :class:`KubeApi`,
-from the manifests :class:`PlatformManifests` renders.
+from the manifests :class:`PlatformManifests` renders; and stop, kill, start a
+single component and remove its volume (capability 'restart'), for the
+durability suite.
 
 Everything is applied server-side and waited for: a StatefulSet is rolled out
 when its controller has seen the newest generation, every replica is updated
-and ready, and the current revision is the update revision. The gateway's
-Service is applied first, since its load-balancer address goes into the
-certificate the TLS-reading components mount. The platform's state lives in
-the cluster (the tenants and the TLS Secrets), so a later process can upgrade,
-collect or delete it. Tokens never appear in a message, a log line or an
-artifact.
+and ready, and the current revision is the update revision. The in-cluster
+object store (when no cloud bucket is given) is rolled out before the stores
+that write to it. The gateway's Service is applied before the TLS-reading
+components, since its address (its load balancer's, or with a NodePort
+Service a node's) goes into the certificate they mount. The platform's state
+lives in the cluster (the tenants, the TLS and object storage Secrets), so a
+later process can upgrade, control, collect or delete it. Tokens never appear
+in a message, a log line or an artifact.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import secrets
 import time
 from pathlib import Path
 from typing import Callable
@@ -24,14 +29,17 @@ from typing import Callable
 from ... import say
 from ...errors import ComponentError, StackproofError, one_line
 from ...releases import Release
-from ...components import LOGS_STORE, by_role
+from ...components import LOGS_STORE, ROLES, SIGNAL_ROLES, Component, by_role
 from ...target import DEFAULT_LIMITS, Target, Tenant, logs_fields
 from ..base import READY, STARTING, STOPPING, SwapHook
 from ..common import declared_durability, new_tenants, state_root
-from .client import KubeApi
-from .manifests import (PART_OF, TENANTS_SECRET, TLS_SECRET, PlatformManifests, cluster_components, image_for,
-                        version_of)
+from .client import ApiError, KubeApi
+from .manifests import (OBJECT_STORAGE_SECRET, PART_OF, TENANTS_SECRET, TLS_SECRET, PlatformManifests, version_of)
 from .pki import GatewayPKI
+
+# what a target made by this deployer can do: the provider stops, kills and starts single components
+CAPABILITIES = ["metrics", "logs", "restart"]
+
 
 def _subset(live, wanted) -> bool:
     """Whether ``live`` (as the server stores it, defaults added) has every field of ``wanted``."""
@@ -43,18 +51,28 @@ def _subset(live, wanted) -> bool:
 
 
 class KubeDeployer(PlatformManifests):
-    """Deploys, upgrades, collects and deletes the platform in one namespace.
-    ``storage`` is the cloud's bucket (see :func:`check_storage`); ``labels``
-    go on every object (owner, run id, expiry: for a janitor)."""
+    """Deploys, upgrades, controls, collects and deletes the platform in one namespace.
+
+    ``kubeconfig`` (a parsed kubeconfig) and ``context`` (default: its current
+    one) say which cluster and credentials; ``storage`` is the cloud's bucket
+    (see :func:`check_storage`), or None for the platform's own S3 server in the
+    cluster; ``labels`` go on every object (owner, run id, expiry: for a
+    janitor). ``gateway_service`` ("LoadBalancer" or "NodePort"), ``node_address``,
+    ``storage_class``, ``volume_size`` and ``images`` (upstream image -> image
+    to use) fit the platform to the cluster: see :class:`PlatformManifests`."""
 
     def __init__(self, kubeconfig: dict, namespace: str = "stackproof",
                  storage: dict | None = None, labels: dict[str, str] | None = None,
                  api_timeout: float = 10.0, *, provider: str = "kube", platform: str | None = None,
                  workdir: Path | None = None, service_annotations: dict[str, str] | None = None,
                  volume_size: str = "10Gi", storage_class: str | None = None,
+                 gateway_service: str = "LoadBalancer", node_address: str | None = None,
+                 images: dict[str, str] | None = None, context: str | None = None,
                  poll_interval: float = 2.0, progress: Callable[[str], None] = say):
         super().__init__(namespace, storage, labels, platform=platform, service_annotations=service_annotations,
-                         volume_size=volume_size, storage_class=storage_class)
+                         volume_size=volume_size, storage_class=storage_class, gateway_service=gateway_service,
+                         node_address=node_address, images=images)
+        self.context_name = context
         self.api_timeout = api_timeout
         self.provider = provider
         self.workdir = Path(workdir) if workdir else state_root() / "kube" / self.platform
@@ -68,7 +86,7 @@ class KubeDeployer(PlatformManifests):
     @property
     def api(self) -> KubeApi:
         if self._api is None:
-            self._api = KubeApi(self._kubeconfig, self.api_timeout)
+            self._api = KubeApi(self._kubeconfig, self.api_timeout, context=self.context_name)
         return self._api
 
     @property
@@ -98,6 +116,12 @@ class KubeDeployer(PlatformManifests):
                 d = sec["data"]
                 self.pki = GatewayPKI(base64.b64decode(d["ca.crt"]), base64.b64decode(d["tls.crt"]),
                                       base64.b64decode(d["tls.key"]))
+        if self.object_storage_keys is None and self.object_store is not None:
+            sec = self.api.get("v1", "Secret", OBJECT_STORAGE_SECRET, self.namespace)
+            d = (sec or {}).get("data") or {}
+            if "access_key_id" in d and "secret_access_key" in d:  # the S3 server's data keeps its keys
+                self.object_storage_keys = (base64.b64decode(d["access_key_id"]).decode(),
+                                            base64.b64decode(d["secret_access_key"]).decode())
 
     def _apply(self, manifests: list[dict]) -> None:
         for m in manifests:
@@ -174,12 +198,52 @@ class KubeDeployer(PlatformManifests):
                                  "controller did not provision one")
         return host
 
+    def node_address_of_cluster(self) -> str:
+        """The ``node_address`` given, or the InternalIP of the first ready node (by name)."""
+        if self.node_address:
+            return self.node_address
+        try:
+            nodes = self.api.list("/api/v1/nodes")
+        except ApiError as exc:
+            if exc.status in (401, 403):
+                raise ApiError(f"cannot list the cluster's nodes to find the gateway's address ({exc}); "
+                               "give one with --node-address", exc.status) from None
+            raise
+        for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
+            st = node.get("status") or {}
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+            ip = next((a["address"] for a in st.get("addresses") or [] if a.get("type") == "InternalIP"), None)
+            if ready and ip:
+                return ip
+        raise StackproofError(f"no ready node with an InternalIP at {self.server} to reach the gateway's NodePort "
+                              "Service by; give an address with --node-address")
+
+    def wait_gateway_address(self, timeout: float) -> tuple[str, int | None]:
+        """(host, port) the gateway is reached at from outside the cluster: its load
+        balancer's address (port 443), or with a NodePort Service a node's address and
+        the node port the API server allocated."""
+        if self.gateway_service == "LoadBalancer":
+            return self.wait_load_balancer(timeout), None
+        name = self.gateway.name
+        svc = self.api.get("v1", "Service", name, self.namespace) or {}
+        port = next((p.get("nodePort") for p in (svc.get("spec") or {}).get("ports") or [] if p.get("nodePort")),
+                    None)
+        if not port:
+            raise ComponentError(f"{name} (Service {self.namespace}/{name}, type NodePort) has no node port")
+        return self.node_address_of_cluster(), int(port)
+
+    def _node_port(self, c: Component) -> int | None:
+        svc = self.api.get("v1", "Service", c.name, self.namespace) or {}
+        return next((p.get("nodePort") for p in (svc.get("spec") or {}).get("ports") or [] if p.get("nodePort")),
+                    None)
+
     # -- the deployer's interface ----------------------------------------------
     def deploy(self, release: Release, tenants: list[Tenant] | None = None, timeout: float = 900) -> Target:
-        """The namespace, the components that read no TLS file (the stores) and
-        the gateway's Service; then, once the load balancer's address is in the
-        certificate, the TLS and the components that read it (the gateway and
-        the agent); waits for every one to roll out, in the catalog's order."""
+        """The namespace and, when no cloud bucket is given, the object store (rolled
+        out first: the stores write to it from their start); the components that read
+        no TLS file (the stores) and the gateway's Service; then, once the gateway's
+        address is in the certificate, the TLS and the components that read it (the
+        gateway and the agent); waits for every one to roll out, in the catalog's order."""
         deadline = time.monotonic() + timeout
         version = self.check_api()
         self.say(f"Kubernetes API at {self.server} ({version.get('gitVersion', '?')}); "
@@ -190,18 +254,29 @@ class KubeDeployer(PlatformManifests):
         if self.tenants is None:
             self.tenants = new_tenants()
         groups = self.render(release, self.tenants)
-        reads_tls = [c.name for c in cluster_components() if c.cluster.tls]
-        self._apply(groups["namespace"] + [m for c in cluster_components() if c.name not in reads_tls
-                                           for m in groups[c.name]]
+        components = self.components()
+        reads_tls = [c.name for c in components if c.cluster.tls]
+        first = self.object_store
+        self._apply(groups["namespace"])
+        if first is not None:
+            self._apply(groups[first.name])
+            secs = self.wait_rollout(first.name, max(1.0, deadline - time.monotonic()))
+            self.say(f"{first.name} rolled out ({self._image_of(first, release)}) after {secs:.1f}s")
+        self._apply([m for c in components if c.name not in reads_tls and c is not first for m in groups[c.name]]
                     + [m for m in groups[self.gateway.name] if m["kind"] == "Service"])
-        self.say(f"waiting for the {self.gateway.name}'s load balancer")
-        self.lb_host = self.wait_load_balancer(max(1.0, deadline - time.monotonic()))
-        groups = self.render(release, self.tenants)  # the certificate now names the load balancer
+        if self.gateway_service == "LoadBalancer":
+            self.say(f"waiting for the {self.gateway.name}'s load balancer")
+        self.lb_host, self.gateway_port = self.wait_gateway_address(max(1.0, deadline - time.monotonic()))
+        groups = self.render(release, self.tenants)  # the certificate now names the gateway's address
         self._apply(groups["tls"] + [m for name in reads_tls for m in groups[name]])
-        for c in cluster_components():
+        for c in components:
             secs = self.wait_rollout(c.name, max(1.0, deadline - time.monotonic()))
-            self.say(f"{c.name} rolled out ({image_for(c, release)}) after {secs:.1f}s more")
+            self.say(f"{c.name} rolled out ({self._image_of(c, release)}) after {secs:.1f}s more")
         return self._target(release)
+
+    def _image_of(self, c: Component, release: Release) -> str:
+        """The image ``c`` runs for ``release``, after the image map."""
+        return self.image(c.cluster.image_for(version_of(c, release)))
 
     def upgrade(self, release: Release, on_swap: SwapHook | None = None, timeout: float = 900) -> Target:
         """Apply the new release component by component in the local
@@ -213,16 +288,17 @@ class KubeDeployer(PlatformManifests):
         if self.tenants is None or self.pki is None:
             raise StackproofError(f"no stackproof platform in namespace {self.namespace} at {self.server}: "
                                   "deploy first")
-        self.lb_host = self.wait_load_balancer(max(1.0, min(60.0, deadline - time.monotonic())))
+        self.lb_host, self.gateway_port = self.wait_gateway_address(
+            max(1.0, min(60.0, deadline - time.monotonic())))
         groups = self.render(release, self.tenants)
         self._apply(groups["namespace"] + groups["tls"])
-        for c in cluster_components():
+        for c in self.components():
             new_sts = groups[c.name][-1]
             live = self.api.get("apps/v1", "StatefulSet", c.name, self.namespace)
             # the server adds defaults to what it stores: changed means a field we set differs
             changed = live is None or not _subset(live["spec"]["template"], new_sts["spec"]["template"])
             info = {"from": (live or {}).get("metadata", {}).get("labels", {}).get("app.kubernetes.io/version"),
-                    "to": version_of(c, release), "image": image_for(c, release)}
+                    "to": version_of(c, release), "image": self._image_of(c, release)}
             if changed:
                 if on_swap:
                     on_swap(c.name, STOPPING, info)
@@ -242,17 +318,248 @@ class KubeDeployer(PlatformManifests):
         self.workdir.mkdir(parents=True, exist_ok=True)
         ca = self.workdir / "ca.pem"
         ca.write_bytes(self.pki.ca_pem)
-        host = self.lb_host
+        host = self._url_host(self.lb_host)
+        port = f":{self.gateway_port}" if self.gateway_port else ""
+        # the logs dialect and its paths: the logs store's, as the local provider's
+        return Target(name=self.platform, provider=self.provider, gateway_url=f"https://{host}{port}",
+                      tenants=list(self.tenants), ca_file=str(ca), capabilities=list(CAPABILITIES),
+                      release=release.name, limits=dict(DEFAULT_LIMITS), durability=declared_durability(),
+                      object_storage=self._published_storage(), **logs_fields(by_role(LOGS_STORE).dialect))
+
+    @staticmethod
+    def _url_host(host: str) -> str:
         try:
             if ipaddress.ip_address(host).version == 6:
-                host = f"[{host}]"
+                return f"[{host}]"
         except ValueError:
             pass
-        # the logs dialect and its paths: the logs store's, as the local provider's
-        return Target(name=self.platform, provider=self.provider, gateway_url=f"https://{host}",
-                      tenants=list(self.tenants), ca_file=str(ca), capabilities=["metrics", "logs"],
-                      release=release.name, limits=dict(DEFAULT_LIMITS), durability=declared_durability(),
-                      **logs_fields(by_role(LOGS_STORE).dialect))
+        return host
+
+    def _published_storage(self) -> dict | None:
+        """The in-cluster bucket as the target file says it (for the durability suite's
+        listing), when it is reachable from outside: at a node port beside the gateway's."""
+        store = self.object_store
+        if store is None or self.gateway_service != "NodePort" or self.object_storage_keys is None:
+            return None
+        port = self._node_port(store)
+        if not port:
+            return None
+        named = {f"{signal}_bucket": by_role(role).name for signal, role in SIGNAL_ROLES.items()
+                 if by_role(role).uses_bucket}
+        key_id, key = self.object_storage_keys
+        return {"type": "s3", "endpoint": f"http://{self._url_host(self.lb_host)}:{port}",
+                "access_key_id": key_id, "secret_access_key": key, "region": self.storage["region"],
+                "buckets": ",".join(getattr(store, "buckets", tuple)()), **named}
+
+    # -- single components, on the same data (capability 'restart') ---------------
+    def component(self, role: str) -> Component:
+        """The component of ``role`` that runs in the cluster, or a one-line error."""
+        if role not in ROLES:
+            raise StackproofError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        for c in self.components():
+            if c.role == role:
+                return c
+        raise StackproofError(f"no component with the role {role!r} runs in namespace {self.namespace} "
+                              f"(roles there: {', '.join(c.role for c in self.components())})")
+
+    def _pods(self, c: Component) -> list[dict]:
+        return self.api.list(f"/api/v1/namespaces/{self.namespace}/pods",
+                             ",".join(f"{k}={v}" for k, v in self.selector(c.name).items()))
+
+    def _live_statefulset(self, c: Component) -> dict:
+        sts = self.api.get("apps/v1", "StatefulSet", c.name, self.namespace)
+        if sts is None:
+            raise StackproofError(f"no StatefulSet {self.namespace}/{c.name} at {self.server}: deploy first")
+        return sts
+
+    @staticmethod
+    def _container_status(pod: dict, name: str) -> dict:
+        return next((s for s in (pod.get("status") or {}).get("containerStatuses") or [] if s.get("name") == name),
+                    {})
+
+    def stop_component(self, role: str) -> str:
+        """Scale the component's StatefulSet to 0 and wait until its pod is gone: the
+        kubelet sends the stop signal and waits the grace period (the component's stop
+        timeout and a margin) before a SIGKILL. "stopped", or "killed" when its
+        container was seen to end by SIGKILL (exit code 137)."""
+        c = self.component(role)
+        self._live_statefulset(c)
+        self.api.scale("apps/v1", "StatefulSet", c.name, self.namespace, 0)
+        timeout = c.stop_timeout + 15 + 60  # the grace period, and time for the kubelet to see the change
+        seen_kill = False
+
+        def probe():
+            nonlocal seen_kill
+            pods = self._pods(c)
+            for pod in pods:
+                term = (self._container_status(pod, c.name).get("state") or {}).get("terminated") or {}
+                seen_kill = seen_kill or term.get("exitCode") == 137
+            return not pods, [p["metadata"]["name"] for p in pods]
+
+        done, left = self._poll(probe, time.monotonic() + timeout)
+        if not done:
+            raise ComponentError(f"{c.name} ({role}) did not stop within {timeout:.0f}s: pod(s) "
+                                 f"{', '.join(left)} still present{self._pod_problem(c.name)}")
+        self.say(f"{c.name} stopped (StatefulSet {self.namespace}/{c.name} scaled to 0)")
+        return "killed" if seen_kill else "stopped"
+
+    def start_component(self, role: str, timeout: float | None = None) -> float:
+        """Scale the component's StatefulSet to 1 (a no-op after a kill, whose pod the
+        kubelet restarts) and wait until it is rolled out and its pod ready; seconds until then."""
+        c = self.component(role)
+        sts = self._live_statefulset(c)
+        t0 = time.monotonic()
+        if (sts.get("spec") or {}).get("replicas", 1) != 1:
+            self.api.scale("apps/v1", "StatefulSet", c.name, self.namespace, 1)
+        deadline = t0 + (timeout or c.ready_timeout + 120)  # time to schedule, attach the volume, pull
+
+        def probe():
+            problem = self.rollout_problem(self.api.get("apps/v1", "StatefulSet", c.name, self.namespace))
+            if problem is None:  # the controller's count can lag the pod: ask the pod itself
+                pods = [p for p in self._pods(c) if not p["metadata"].get("deletionTimestamp")]
+                ready = [p for p in pods if any(k.get("type") == "Ready" and k.get("status") == "True"
+                                                for k in (p.get("status") or {}).get("conditions") or [])
+                         and self._container_status(p, c.name).get("ready")]
+                if len(ready) != 1:
+                    problem = f"pod {c.name}-0 to be ready"
+            return problem is None, problem
+
+        done, problem = self._poll(probe, deadline)
+        if not done:
+            raise ComponentError(f"{c.name} ({role}) was not ready {deadline - t0:.0f}s after its start: waiting "
+                                 f"for {problem}{self._pod_problem(c.name)}")
+        secs = time.monotonic() - t0
+        self.say(f"{c.name} ready after {secs:.1f}s")
+        return secs
+
+    def kill_component(self, role: str, timeout: float = 120) -> None:
+        """SIGKILL the component's process (a crash: no flush, no goodbye), from a
+        short-lived privileged pod in the host's PID namespace on the component's node
+        (:meth:`kill_pod`); returns once the kubelet restarted the container (its
+        restart count went up). The helper pod is deleted afterwards."""
+        c = self.component(role)
+        deadline = time.monotonic() + timeout
+        pods = [p for p in self._pods(c) if not p["metadata"].get("deletionTimestamp")]
+        running = [p for p in pods if (self._container_status(p, c.name).get("state") or {}).get("running")]
+        if not running:
+            raise StackproofError(f"{c.name} ({role}) has no running container to kill in namespace "
+                                  f"{self.namespace}{self._pod_problem(c.name)}")
+        pod = running[0]
+        pod_name, node = pod["metadata"]["name"], (pod.get("spec") or {}).get("nodeName")
+        status = self._container_status(pod, c.name)
+        container_id = (status.get("containerID") or "").split("://", 1)[-1]
+        if not node or not container_id:
+            raise StackproofError(f"pod {self.namespace}/{pod_name} names no node or container id: cannot kill "
+                                  f"{c.name}")
+        restarts = status.get("restartCount", 0)
+        helper = self.kill_pod(c, node, container_id, f"stackproof-kill-{c.name}-{secrets.token_hex(3)}")
+        name = helper["metadata"]["name"]
+        self.say(f"killing {c.name} (container {container_id[:12]} on node {node}) with SIGKILL")
+        try:
+            try:
+                self.api.apply(helper)
+            except ApiError as exc:
+                if exc.status in (403, 422):
+                    raise ApiError(f"{exc} (the kill of {c.name} needs a privileged pod with the host's PID "
+                                   "namespace on its node: the API server's --allow-privileged and Pod Security "
+                                   f"'privileged' for namespace {self.namespace})", exc.status) from None
+                raise
+
+            def helper_done():
+                phase = ((self.api.get("v1", "Pod", name, self.namespace) or {}).get("status") or {}).get("phase")
+                return phase in ("Succeeded", "Failed"), phase
+
+            done, phase = self._poll(helper_done, deadline)
+            if phase != "Succeeded":
+                raise ComponentError(f"the kill helper pod {self.namespace}/{name} for {c.name} "
+                                     + (f"failed{self._helper_log(name)}" if done else
+                                        f"did not finish within {timeout:.0f}s (phase {phase or 'unknown'})"
+                                        f"{self._pod_problem_of(name)}"))
+
+            def restarted():
+                now = self._container_status(self.api.get("v1", "Pod", pod_name, self.namespace) or {}, c.name)
+                return now.get("restartCount", 0) > restarts, now.get("restartCount", 0)
+
+            done, _ = self._poll(restarted, deadline)
+            if not done:
+                raise ComponentError(f"{c.name} ({role}) was killed but the kubelet did not restart it within "
+                                     f"{timeout:.0f}s (restart count {restarts}){self._pod_problem(c.name)}")
+        finally:
+            try:
+                self.api.delete("v1", "Pod", name, self.namespace, grace_seconds=0)
+            except StackproofError as exc:
+                self.say(f"could not delete the kill helper pod {self.namespace}/{name}: {exc}")
+
+    def _helper_log(self, name: str) -> str:
+        try:
+            _, data = self.api.request("GET", f"/api/v1/namespaces/{self.namespace}/pods/{name}/log",
+                                       query={"limitBytes": "2000"})
+        except StackproofError:
+            return ""
+        text = one_line(data.decode(errors="replace"), 200)
+        return f": {text}" if text else ""
+
+    def _pod_problem_of(self, name: str) -> str:
+        pod = self.api.get("v1", "Pod", name, self.namespace) or {}
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason"):
+                return f"; {waiting['reason']}" + (f" ({one_line(waiting['message'], 120)})"
+                                                   if waiting.get("message") else "")
+        return ""
+
+    def remove_local_data(self, role: str, timeout: float = 120) -> list[str]:
+        """Delete a stopped component's volume (its PersistentVolumeClaims; the storage
+        class's reclaim policy decides what becomes of the disk) and wait until they are
+        gone, so that its next start gets a fresh, empty one. What was removed."""
+        c = self.component(role)
+        sts = self._live_statefulset(c)
+        if (sts.get("spec") or {}).get("replicas", 1) != 0 or self._pods(c):
+            raise StackproofError(f"{c.name} ({role}) is running; stop it before removing its local data")
+        removed = []
+        for claim in self.data_claims(c):
+            if self.api.delete("v1", "PersistentVolumeClaim", claim, self.namespace):
+                removed.append(f"PersistentVolumeClaim {self.namespace}/{claim}")
+
+        def gone():
+            left = [n for n in self.data_claims(c)
+                    if self.api.get("v1", "PersistentVolumeClaim", n, self.namespace) is not None]
+            return not left, left
+
+        done, left = self._poll(gone, time.monotonic() + timeout)
+        if not done:
+            raise StackproofError(f"{c.name} ({role}): PersistentVolumeClaim(s) {', '.join(left)} still present "
+                                  f"after {timeout:.0f}s")
+        if removed:
+            self.say(f"{c.name}: removed {', '.join(removed)}")
+        return removed
+
+    def status(self) -> dict:
+        """What runs in the namespace: per component its role, version, image, replicas,
+        readiness, restarts and node."""
+        self.check_api()
+        comps = {}
+        for c in self.components():
+            sts = self.api.get("apps/v1", "StatefulSet", c.name, self.namespace)
+            if sts is None:
+                comps[c.name] = {"role": c.role, "present": False, "running": False, "ready": False}
+                continue
+            pods = self._pods(c)
+            cs = self._container_status(pods[0], c.name) if pods else {}
+            container = (sts["spec"]["template"]["spec"].get("containers") or [{}])[0]
+            comps[c.name] = {
+                "role": c.role, "present": True,
+                "version": sts["metadata"].get("labels", {}).get("app.kubernetes.io/version"),
+                "image": container.get("image"), "replicas": sts["spec"].get("replicas", 1),
+                "running": bool((cs.get("state") or {}).get("running")),
+                "ready": self.rollout_problem(sts) is None and bool(cs.get("ready")),
+                "restarts": cs.get("restartCount", 0), "pod": pods[0]["metadata"]["name"] if pods else None,
+                "node": (pods[0].get("spec") or {}).get("nodeName") if pods else None}
+        present = [v for v in comps.values() if v["present"]]
+        ready = sum(1 for v in comps.values() if v["ready"])
+        state = ("absent" if not present else "running" if ready == len(comps) else
+                 "stopped" if not any(v["running"] for v in comps.values()) else "degraded")
+        return {"namespace": self.namespace, "server": self.server, "state": state, "components": comps}
 
     def collect_artifacts(self, dest: Path) -> list[Path]:
         """Every container's log (and the previous one after a restart), the

@@ -8,6 +8,16 @@ StatefulSet, in the catalog's order; the renderer names no component and finds
 the gateway by its role. Next to them: the namespace, the pods' ServiceAccount,
 a Secret with the tenants (the platform's state) and one with the platform's
 TLS. Tokens and keys are only ever in Secrets.
+
+Where the platform meets the cluster it runs in, the deployer's options say:
+the gateway's Service type (``gateway_service``: a cloud's ``LoadBalancer``, or
+``NodePort`` on a cluster without a load-balancer controller), the storage
+class of the volumes, an image map (``images``: upstream reference -> the
+reference to pull, for a private registry or images imported into the
+cluster) applied to every container and init container, and the object
+storage: a cloud's bucket (``storage``), or, without one, the platform's own
+S3 server as a pod with a bucket per store that uses one (credentials in a
+Secret only, read by the pods through their environment).
 """
 
 from __future__ import annotations
@@ -18,9 +28,11 @@ import json
 import re
 from pathlib import Path, PurePosixPath
 
-from ...components import COMPONENTS, GATEWAY, Component, PlatformContext, bucket_stores, by_role, stores
+from ...components import (COMPONENTS, GATEWAY, OBJECT_STORE, Component, PlatformContext, bucket_stores, by_role,
+                           stores)
+from ...components.s3 import new_credentials
 from ...errors import ConfigError
-from ...releases import Release
+from ...releases import Catalog, Release
 from ...target import Tenant
 from ...tls import TLSFiles
 from ..common import limited_overrides
@@ -32,8 +44,19 @@ HASH_ANNOTATION = "stackproof/config-hash"
 SERVICE_ACCOUNT = "stackproof"
 TENANTS_SECRET = "stackproof-tenants"  # the tenants with their tokens: what a later process reads back
 TLS_SECRET = "stackproof-tls"  # the platform CA, the gateway's certificate and key
-# makes the data directories a component wants on its volume before it starts
+# makes the data directories a component wants on its volume before it starts, and
+# kills a store's process for the durability suite (sh, grep, kill)
 TOOLS_IMAGE = "busybox:1.37.0"
+# the in-cluster object storage's credentials (keys: access_key_id, secret_access_key)
+OBJECT_STORAGE_SECRET = "stackproof-object-storage"
+OBJECT_STORAGE_REGION = "us-east-1"
+# what an S3 client (the stores') reads its credentials from when its config has none
+S3_CLIENT_ENV = {"AWS_ACCESS_KEY_ID": "access_key_id", "AWS_SECRET_ACCESS_KEY": "secret_access_key"}
+# how the gateway is reached from outside the cluster. NodePort, not a port-forward, on a
+# cluster without a load balancer: a port-forward carries every request through the API
+# server and the kubelet's stream (another data path than a user's, a bottleneck for the
+# load suite) and dies with the process that holds it
+GATEWAY_SERVICES = ("LoadBalancer", "NodePort")
 
 ROOT = PurePosixPath("/stackproof")  # the pod's 'state directory': config/, data/, tls/, logs/
 TLS_DIR = ROOT / "tls"
@@ -74,15 +97,44 @@ def _b64(data: str | bytes) -> str:
     return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
 
 
-def cluster_components() -> list[Component]:
+def cluster_components(storage: dict | None = None) -> list[Component]:
     """The components that run in a cluster, in the local provider's start and
-    upgrade order (stores, gateway, agent); the local S3 server has no shape
-    there: the cloud's bucket does its work."""
-    return [c for c in COMPONENTS if c.cluster is not None]
+    upgrade order (object store, stores, gateway, agent), for ``storage`` as the
+    components see it (``PlatformContext.storage``). None: a cloud's bucket, which
+    does the object store's work, so that none runs in the cluster."""
+    if storage is None:
+        return [c for c in COMPONENTS if c.cluster is not None and c.role != OBJECT_STORE]
+    return [c for c in COMPONENTS if c.cluster is not None and c.enabled(storage)]
+
+
+def platform_images(catalog: Catalog | None = None) -> list[str]:
+    """Every upstream image a platform of any release in the catalog runs (and the tools image)."""
+    cat = catalog or Catalog.load()
+    found = {TOOLS_IMAGE}
+    for release in cat.releases:
+        found |= {image_for(c, release) for c in COMPONENTS if c.cluster is not None}
+    return sorted(found)
+
+
+def check_images(images: dict | None, catalog: Catalog | None = None) -> dict[str, str]:
+    """The image map (upstream reference -> the reference to use), or a one-line
+    :class:`ConfigError`: a key that is no image of the platform is a typo or a stale map."""
+    if images is None:
+        return {}
+    if not isinstance(images, dict) or not all(isinstance(k, str) and isinstance(v, str) and k and v
+                                               for k, v in images.items()):
+        raise ConfigError("images: expected a mapping of image references to image references")
+    used = platform_images(catalog)
+    unknown = sorted(set(images) - set(used))
+    if unknown:
+        raise ConfigError(f"images: {', '.join(unknown)} {'is no image' if len(unknown) == 1 else 'are no images'} "
+                          f"of the platform (its images: {', '.join(used)})")
+    return dict(images)
 
 
 def version_of(c: Component, release: Release) -> str | None:
-    return release.version(c.release_key) if c.release_key else None
+    """The release's version of ``c``; a component the release does not pin may pin its own (``version``)."""
+    return release.version(c.release_key) if c.release_key else getattr(c, "version", None)
 
 
 def image_for(c: Component, release: Release) -> str:
@@ -131,18 +183,39 @@ def check_storage(storage: dict) -> dict:
 
 class PlatformManifests:
     """Renders the platform into one namespace. Holds no connection: the
-    deployer subclasses it and adds the API. ``lb_host`` (the gateway's
-    load-balancer address, once known) and ``pki`` are the only state."""
+    deployer subclasses it and adds the API. ``lb_host`` (the address the
+    gateway is reached at, once known: its load balancer's, or a node's),
+    ``pki`` and the in-cluster object storage's credentials are the only state.
+
+    ``storage``: a cloud's bucket (:func:`check_storage`), or None for the
+    platform's own S3 server in the cluster. ``gateway_service``: one of
+    :data:`GATEWAY_SERVICES`; with ``NodePort`` the gateway is reached at
+    ``node_address`` (default: a node's InternalIP, found by the deployer).
+    ``images``: upstream image reference -> the reference to use (:func:`check_images`).
+    """
 
     def __init__(self, namespace: str = "stackproof", storage: dict | None = None,
                  labels: dict[str, str] | None = None, *, platform: str | None = None,
                  service_annotations: dict[str, str] | None = None, volume_size: str = "10Gi",
-                 storage_class: str | None = None):
+                 storage_class: str | None = None, gateway_service: str = "LoadBalancer",
+                 node_address: str | None = None, images: dict[str, str] | None = None):
         if not is_dns1123_label(namespace):
             raise ConfigError(f"namespace {namespace!r} is not a valid name (lowercase letters, digits, '-'; "
                               "at most 63)")
         self.namespace = namespace
-        self.storage = check_storage(storage if storage is not None else {})
+        # None: the platform's own S3 server; the stores find it at its Service (ctx.hosts)
+        self.in_cluster_storage = storage is None
+        self.storage = (check_storage(storage) if storage is not None
+                        else {"type": "s3", "region": OBJECT_STORAGE_REGION})
+        if gateway_service not in GATEWAY_SERVICES:
+            raise ConfigError(f"gateway service type {gateway_service!r}: expected one of "
+                              f"{', '.join(GATEWAY_SERVICES)}")
+        self.gateway_service = gateway_service
+        if node_address is not None and (not isinstance(node_address, str) or not node_address
+                                         or not re.fullmatch(r"[A-Za-z0-9.:\-\[\]]+", node_address)):
+            raise ConfigError(f"node address {node_address!r} is not a host name or an IP address")
+        self.node_address = node_address.strip("[]") if node_address else None
+        self.images = check_images(images)
         self.labels = dict(labels or {})
         for k, v in self.labels.items():
             if not is_label_key(str(k)):
@@ -153,9 +226,32 @@ class PlatformManifests:
         self.platform = platform or namespace
         self.service_annotations = dict(service_annotations or {})
         self.volume_size = volume_size
+        if storage_class is not None and not (isinstance(storage_class, str)
+                                              and _DNS1123_SUBDOMAIN.fullmatch(storage_class)):
+            raise ConfigError(f"storage class {storage_class!r} is not a valid name")
         self.storage_class = storage_class
         self.pki: GatewayPKI | None = None
         self.lb_host: str | None = None
+        self.gateway_port: int | None = None  # the node port, with a NodePort gateway
+        # (access key id, secret key) of the in-cluster S3 server; made or read back on deploy
+        self.object_storage_keys: tuple[str, str] | None = None
+
+    def components(self) -> list[Component]:
+        """What runs in the cluster, in order: the object store first when no cloud bucket is given."""
+        return cluster_components(self.storage if self.in_cluster_storage else None)
+
+    @property
+    def object_store(self) -> Component | None:
+        return next((c for c in self.components() if c.role == OBJECT_STORE), None)
+
+    def image(self, ref: str) -> str:
+        """The image to pull for the upstream ``ref``: the image map's, or ``ref`` itself."""
+        return self.images.get(ref, ref)
+
+    def _object_storage_keys(self) -> tuple[str, str]:
+        if self.object_storage_keys is None:
+            self.object_storage_keys = new_credentials()
+        return self.object_storage_keys
 
     # -- names -------------------------------------------------------------------
     @property
@@ -199,7 +295,7 @@ class PlatformManifests:
         Service DNS names, keep their files under ``/stackproof`` (the local
         state directory's layout), and use the bucket given as ``storage`` with
         credentials from the environment (no key in any config)."""
-        ports = {p.key: (c, p.number) for c in cluster_components() for p in c.cluster.ports if p.key}
+        ports = {p.key: (c, p.number) for c in self.components() for p in c.cluster.ports if p.key}
         return PlatformContext(
             name=self.platform, root=Path(ROOT), ports={k: n for k, (_, n) in ports.items()}, tenants=tenants,
             tls=CLUSTER_TLS, host="127.0.0.1", listen_host="0.0.0.0", overrides=limited_overrides(tenants),
@@ -209,7 +305,7 @@ class PlatformManifests:
         """Every component's configuration files, by component: file name -> text.
         None of them holds a token or a key; a component without files is not listed."""
         ctx = self.context(tenants)
-        out = {c.name: c.cluster_files(ctx, version_of(c, release)) for c in cluster_components()}
+        out = {c.name: c.cluster_files(ctx, version_of(c, release)) for c in self.components()}
         return {name: files for name, files in out.items() if files}
 
     # -- manifests -----------------------------------------------------------------
@@ -237,9 +333,12 @@ class PlatformManifests:
             sa_meta["annotations"] = identity
         tls = self._secret(TLS_SECRET, {"tls.crt": pki.cert_pem, "tls.key": pki.key_pem, "ca.crt": pki.ca_pem},
                            kind="kubernetes.io/tls")
+        ns_meta = self._meta(self.namespace, namespaced=False)
+        # the kill helper of the durability suite is a privileged pod with the host's PID
+        # namespace: Pod Security admission must let it in (most clusters' default anyway)
+        ns_meta["labels"]["pod-security.kubernetes.io/enforce"] = "privileged"
         groups: dict[str, list[dict]] = {
-            "namespace": [{"apiVersion": "v1", "kind": "Namespace",
-                           "metadata": self._meta(self.namespace, namespaced=False)},
+            "namespace": [{"apiVersion": "v1", "kind": "Namespace", "metadata": ns_meta},
                           # the pods' identity; they never call the Kubernetes API: no token mounted
                           {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": sa_meta,
                            "automountServiceAccountToken": False},
@@ -247,17 +346,36 @@ class PlatformManifests:
                                                                                    indent=1)})],
             "tls": [tls],
         }
-        for c in cluster_components():
+        storage_secret = None
+        if self.object_store is not None:  # read by the S3 server and the stores, through their environment
+            key_id, key = self._object_storage_keys()
+            storage_secret = self._secret(OBJECT_STORAGE_SECRET, {"access_key_id": key_id, "secret_access_key": key})
+            groups["namespace"].append(storage_secret)
+        for c in self.components():
             out: list[dict] = []
             if c.name in configs:
                 out.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": self._meta(f"{c.name}-config", c.name),
                             "data": configs[c.name]})
             out += [self._secret(name, data, c.name) for name, data in c.cluster_secrets(tenants).items()]
             # what the pods read, so that a changed file rolls them like a changed image
-            digest = hashlib.sha256(json.dumps([m["data"] for m in out] + ([tls["data"]] if c.cluster.tls else []),
-                                               sort_keys=True).encode()).hexdigest()[:32]
+            read = [m["data"] for m in out] + ([tls["data"]] if c.cluster.tls else [])
+            if self._credential_env(c):
+                read.append(storage_secret["data"])
+            digest = hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()[:32]
             groups[c.name] = [*out, self._service(c), self._statefulset(c, ctx, release, digest, c.name in configs)]
         return groups
+
+    def _credential_env(self, c: Component) -> dict[str, str]:
+        """The environment variables ``c`` reads the in-cluster object storage's credentials
+        from -> their key in its Secret: the S3 server's own, an S3 client's for a store
+        with a bucket; none with a cloud's bucket (node role, workload identity)."""
+        if self.object_store is None:
+            return {}
+        if c is self.object_store:
+            return dict(getattr(c, "credential_env", {}))
+        if c.name in bucket_stores():
+            return dict(S3_CLIENT_ENV)
+        return {}
 
     def manifests(self, release: Release, tenants: list[Tenant]) -> list[dict]:
         """Every manifest, in apply order. Pure: no API call."""
@@ -274,9 +392,12 @@ class PlatformManifests:
         spec: dict = {"selector": self.selector(c.name), "ports": ports}
         meta = self._meta(c.name, c.name)
         if c is self.gateway:  # the platform's one way in: its address goes into the certificate
-            spec["type"] = "LoadBalancer"
-            if self.service_annotations:
+            spec["type"] = self.gateway_service
+            if self.service_annotations and self.gateway_service == "LoadBalancer":
                 meta["annotations"] = dict(self.service_annotations)
+        elif c is self.object_store and self.gateway_service == "NodePort":
+            # reachable where the gateway is, so that the durability suite can list the bucket
+            spec["type"] = "NodePort"
         else:
             spec["type"] = "ClusterIP"
         return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
@@ -318,13 +439,18 @@ class PlatformManifests:
         volumes, mounts = self._volumes(c, has_config)
         probe_path, probe_port = shape.probe
         container = {
-            "name": c.name, "image": shape.image_for(version), "imagePullPolicy": "IfNotPresent",
+            "name": c.name, "image": self.image(shape.image_for(version)), "imagePullPolicy": "IfNotPresent",
             "command": c.cluster_command(ctx, version),
             "ports": [{"name": p.name, "containerPort": p.number, "protocol": "TCP"} for p in shape.ports],
             "volumeMounts": mounts,
             "readinessProbe": {"httpGet": {"path": probe_path, "port": probe_port},
                                "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3},
         }
+        env = self._credential_env(c)
+        if env:  # never a value: a reference to the Secret's key
+            container["env"] = [{"name": var, "valueFrom": {"secretKeyRef": {"name": OBJECT_STORAGE_SECRET,
+                                                                             "key": key}}}
+                                for var, key in env.items()]
         pod_spec: dict = {"containers": [container], "serviceAccountName": SERVICE_ACCOUNT,
                           "automountServiceAccountToken": False,
                           "terminationGracePeriodSeconds": int(c.stop_timeout) + 15, "enableServiceLinks": False}
@@ -334,7 +460,7 @@ class PlatformManifests:
             pod_spec["securityContext"] = {"fsGroup": shape.uid, "fsGroupChangePolicy": "OnRootMismatch"}
         if shape.prepare:
             # the directories the local provider makes before the component starts
-            init = {"name": "prepare", "image": TOOLS_IMAGE, "imagePullPolicy": "IfNotPresent",
+            init = {"name": "prepare", "image": self.image(TOOLS_IMAGE), "imagePullPolicy": "IfNotPresent",
                     "command": ["mkdir", "-p", *(str(ROOT / "data" / d) for d in shape.prepare)],
                     "volumeMounts": [{"name": "data", "mountPath": str(ROOT / "data")}]}
             if shape.uid is not None:
@@ -358,3 +484,32 @@ class PlatformManifests:
         meta = self._meta(c.name, c.name)
         meta["labels"]["app.kubernetes.io/version"] = version
         return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta, "spec": spec}
+
+    # -- single components (the durability suite's stop, kill and fresh disk) ------
+    @staticmethod
+    def data_claims(c: Component) -> list[str]:
+        """The PersistentVolumeClaims of ``c``'s one replica (its volume claim template's)."""
+        return [f"data-{c.name}-0"] if c.cluster is not None and c.cluster.volume else []
+
+    def kill_pod(self, c: Component, node: str, container_id: str, name: str) -> dict:
+        """A short-lived pod on ``node`` that SIGKILLs every process of the container
+        ``container_id`` (as the runtime names it, without its ``containerd://``-style
+        prefix). A signal sent from inside a container cannot kill its PID 1 (the kernel
+        ignores a signal its init has no handler for), so the kill comes from the host's
+        PID namespace (``hostPID``, privileged): it finds the processes whose
+        ``/proc/<pid>/cgroup`` names the container (cgroup v1 and v2 alike) and kills them,
+        exactly what an out-of-memory kill or a crash does to the program."""
+        script = ('id="$1"; n=0; for d in /proc/[0-9]*; do '
+                  'if grep -qF "$id" "$d/cgroup" 2>/dev/null; then kill -9 "${d#/proc/}" && n=$((n+1)); fi; done; '
+                  'echo "killed $n process(es) of container $id"; [ "$n" -gt 0 ]')
+        meta = self._meta(name)
+        meta["labels"]["app.kubernetes.io/component"] = "kill"
+        meta["labels"]["stackproof/kills"] = c.name
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {
+            "nodeName": node, "hostPID": True, "restartPolicy": "Never",
+            "serviceAccountName": SERVICE_ACCOUNT, "automountServiceAccountToken": False,
+            "enableServiceLinks": False, "terminationGracePeriodSeconds": 0,
+            "tolerations": [{"operator": "Exists"}],  # wherever the store runs, tainted node or not
+            "containers": [{"name": "kill", "image": self.image(TOOLS_IMAGE), "imagePullPolicy": "IfNotPresent",
+                            "command": ["/bin/sh", "-c", script, "stackproof-kill", container_id],
+                            "securityContext": {"privileged": True}}]}}
