@@ -64,22 +64,27 @@ def _print_endpoints(target: Target) -> None:
 
 # -- commands ---------------------------------------------------------------
 
+# the providers that deploy into a Kubernetes cluster: an existing one (kube), or one started here (local-kube)
+CLUSTER_PROVIDERS = ("kube", "local-kube")
+
+
 def kube_options(args) -> dict:
-    """The ``--provider kube`` options given on the command line (the others come from its state)."""
+    """The ``--provider kube`` options given on the command line (the others come from its state);
+    ``local-kube`` takes none: it fits the deployer to the cluster it starts."""
+    if getattr(args, "provider", None) != "kube":
+        return {}
     out = {k: getattr(args, k, None) for k in ("kubeconfig", "context", "namespace", "storage_class", "image_map",
                                                  "gateway_service", "node_address")}
     return {k: v for k, v in out.items() if v is not None}
 
 
 def _kube_provider(args):
-    from .providers.kubecluster import KubeProvider  # needs the kubernetes package (the 'cloud' extra)
-
-    return KubeProvider(args.platform, **kube_options(args))
+    return get_provider(args.provider, platform=args.platform, **kube_options(args))
 
 
 def cmd_up(args) -> int:
     release = Catalog.load().get(args.release)
-    if args.provider == "kube":
+    if args.provider in CLUSTER_PROVIDERS:
         provider = _kube_provider(args)
     else:
         provider = LocalProvider(args.platform, gateway_port=args.gateway_port, storage=args.storage)
@@ -88,7 +93,7 @@ def cmd_up(args) -> int:
     target = provider.deploy(release)
     print(f"platform {args.platform!r} is up in {time.monotonic() - t0:.1f}s", file=sys.stderr)
     _print_endpoints(target)
-    where = " --provider kube" if args.provider == "kube" else ""
+    where = f" --provider {args.provider}" if args.provider in CLUSTER_PROVIDERS else ""
     print(f"stop it with: stackproof down{where} --platform {args.platform}")
     return 0
 
@@ -113,7 +118,7 @@ def cmd_kube_status(args) -> int:
 
 
 def cmd_status(args) -> int:
-    if getattr(args, "provider", "local") == "kube":
+    if getattr(args, "provider", "local") in CLUSTER_PROVIDERS:
         return cmd_kube_status(args)
     st = LocalProvider(args.platform).status()
     if args.json:
@@ -134,7 +139,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_down(args) -> int:
-    if getattr(args, "provider", "local") == "kube":
+    if getattr(args, "provider", "local") in CLUSTER_PROVIDERS:
         kube = _kube_provider(args)
         results = kube.destroy()
         if not results:
@@ -262,7 +267,7 @@ def cmd_run(args) -> int:
     rc = 1
     with provisioned(args.provider, results, target_file=args.target_file, platform=args.platform,
                      release=args.release, keep=args.keep, run_id=args.run_id,
-                     provider_options=kube_options(args) if args.provider == "kube" else None) as got:
+                     provider_options=kube_options(args)) as got:
         target = got.target
         print(f"running suites: {', '.join(suites)}", file=sys.stderr)
         cmd = [sys.executable, "-m", "pytest", *[str(suites_root / s) for s in suites],
@@ -416,7 +421,7 @@ def provisioned(provider_name: str, results: Path, *, target_file: str | None = 
     the logs into ``results/artifacts``, scan the results for tokens and tear down, unless ``keep``.
     Yields a :class:`Provisioned`; its ``leaks`` are filled in on the way out. ``provider_options``:
     the provider's own (``--provider kube``'s kubeconfig, namespace, ...)."""
-    options = {"platform": platform} if provider_name in ("local", "kube") else {}
+    options = {"platform": platform} if provider_name in ("local", *CLUSTER_PROVIDERS) else {}
     options.update(provider_options or {})
     if provider_name in ("aws", "gcp"):
         options["run_id"] = run_id
@@ -492,8 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "InternalIP); it goes into the gateway's certificate")
 
     def local_or_kube(sp, what: str):
-        sp.add_argument("--provider", choices=("local", "kube"), default="local",
-                        help=f"{what}: local processes (default) or an existing cluster (kube; see below)")
+        sp.add_argument("--provider", choices=("local", *CLUSTER_PROVIDERS), default="local",
+                        help=f"{what}: local processes (default), an existing cluster (kube; see below), or "
+                             "a real single-node cluster that stackproof starts on this machine (local-kube)")
 
     sp = sub.add_parser("up", help="start a local platform on loopback (or in a cluster: --provider kube)",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -543,9 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "suites with pytest, write JUnit, Allure results and an HTML/JSON report "
                                     "into --results, collect component logs, and tear down.",
                         epilog="Extra arguments after '--' go to pytest, e.g. 'stackproof run -- -k exact'.")
-    sp.add_argument("--provider", default="local", choices=("local", "existing", "aws", "gcp", "kube"),
+    sp.add_argument("--provider", default="local", choices=("local", "existing", "aws", "gcp", *CLUSTER_PROVIDERS),
                     help="where the platform comes from (default: local; aws/gcp: EKS/GKE made for this run; "
-                         "kube: an existing cluster, see below)")
+                         "kube: an existing cluster, see below; local-kube: a single-node cluster started here)")
     sp.add_argument("--run-id", help="aws/gcp: names and tags the cloud resources (default: a new one)")
     sp.add_argument("--target-file", help="target file of an existing platform (with --provider existing)")
     sp.add_argument("--release", help="release to deploy (default: the newest)")
@@ -592,7 +598,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--run-id", help="label stamped on everything written (default: load-<time>)")
     g = sp.add_argument_group("target")
     g.add_argument("--target-file", metavar="PATH", help="an existing platform's target file")
-    g.add_argument("--provider", choices=("local", "aws", "gcp", "kube"), help="provision a platform for this run")
+    g.add_argument("--provider", choices=("local", "aws", "gcp", *CLUSTER_PROVIDERS),
+                   help="provision a platform for this run")
     g.add_argument("--release", help="release to provision (default: the newest)")
     g.add_argument("--keep", action="store_true", help="leave a provisioned platform running")
     platform_arg(sp)

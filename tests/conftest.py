@@ -40,3 +40,11 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
 def pid_alive(pid: int) -> bool:
     """Running (not gone, not a zombie): the harness's own test."""
     return proc_start_time(pid) is not None
+
+
+@pytest.fixture(scope="session")
+def cluster_images():
+    """The local cluster's own images (the tools and the pod sandbox), built once."""
+    from harness import images
+
+    return {"tools": images.build_image(images.tools_image()), "pause": images.build_image(images.pause_image())}

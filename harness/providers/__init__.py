@@ -9,7 +9,7 @@ from .base import Provider
 from .existing import ExistingProvider
 from .local import LocalProvider
 
-NAMES = ("local", "existing", "aws", "gcp", "kube")
+NAMES = ("local", "existing", "aws", "gcp", "kube", "local-kube")
 
 
 def _run_id_of(target_file: str | Path | None, cloud: str) -> dict:
@@ -41,6 +41,10 @@ def get_provider(name: str, *, target_file: str | Path | None = None, platform: 
         from .kubecluster import KubeProvider  # needs the kubernetes package (the 'cloud' extra)
 
         return KubeProvider(platform, target_file=target_file, **options)
+    if name == "local-kube":
+        from .localkube import LocalKubeProvider  # the kube provider, on a cluster it starts here
+
+        return LocalKubeProvider(platform, target_file=target_file, **options)
     raise ConfigError(f"unknown provider {name!r}; known providers: {', '.join(NAMES)}")
 
 

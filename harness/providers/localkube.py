@@ -1,0 +1,99 @@
+"""The ``local-kube`` provider: a real single-node Kubernetes cluster on this
+machine (:class:`~harness.cluster.cluster.LocalCluster`), started by the
+harness without Docker, and the platform deployed into it by the same
+:class:`~harness.providers.kube.KubeDeployer` as on EKS, GKE or any cluster
+(``--provider kube``): it *is* the ``kube`` provider, on a cluster it made.
+
+What it fits to the deployer: the images the harness builds from the binaries
+it builds (:mod:`harness.images`), imported into the node's containerd and
+named by an image map; the cluster's own storage class (local volumes on this
+disk); the gateway as a NodePort Service on the node's address; the
+platform's own S3 server as a pod, with a bucket per store.
+
+State: ``$STACKPROOF_STATE/local-kube-<platform>/`` holds the kube provider's
+``state.json`` and ``target.yaml`` and the cluster under ``cluster/``
+(its PKI, kubeconfigs, data, volumes and logs); ``stackproof down`` (or the
+end of a pytest run) stops the cluster and leaves the host as it found it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from .. import images, say
+from ..cluster.cluster import STORAGE_CLASS, LocalCluster
+from ..cluster.node import NODE_IP
+from ..releases import Release
+from ..target import Target
+from .base import SwapHook
+from .common import state_root
+from .kubecluster import KubeProvider
+
+
+class LocalKubeProvider(KubeProvider):
+    """``stackproof up --provider local-kube``: start the cluster, import the
+    release's images, deploy; ``down``: delete the namespace, stop the cluster."""
+
+    name = "local-kube"
+
+    def __init__(self, platform: str = "local-kube", *, target_file: str | Path | None = None,
+                 state_dir: Path | None = None, timeout: float = 900, progress: Callable[[str], None] = say,
+                 **_ignored):
+        if state_dir is None and target_file is not None and (Path(target_file).parent / "state.json").is_file():
+            state_dir = Path(target_file).parent
+        state_dir = Path(state_dir) if state_dir else state_root() / f"local-kube-{platform}"
+        self.cluster = LocalCluster(state_dir / "cluster", progress=progress)
+        super().__init__(platform, kubeconfig=self.cluster.kubeconfig_path(), namespace="stackproof",
+                         storage_class=STORAGE_CLASS, gateway_service="NodePort", node_address=NODE_IP,
+                         state_dir=state_dir, timeout=timeout, progress=progress)
+
+    def create(self) -> None:
+        """Start the cluster (its own images: the tools and the pod sandbox), unless it runs."""
+        if not self.cluster.running():
+            pause = images.build_image(images.pause_image(), progress=self.say)
+            tools = images.build_image(images.tools_image(), progress=self.say)
+            self.cluster.start(sandbox_image=pause.ref, images=[pause.archive, tools.archive])
+        super().create()
+
+    def _use_images(self, release: Release) -> None:
+        """Build (or find cached) the release's images, import them, map the deployer onto them."""
+        made = images.release_images(release, progress=self.say)
+        cd = self.cluster.containerd()
+        for b in made.archives:
+            cd.import_image(b.archive)
+        # the pod sandbox is the node's, not the platform's: the deployer never names it
+        self.settings["images"] = {up: local for up, local in made.images.items() if local != made.pause}
+        self._deployer = None  # made again with the map
+
+    def deploy(self, release: Release) -> Target:
+        self.create()
+        self._use_images(release)
+        return super().deploy(release)
+
+    def upgrade(self, release: Release, on_swap: SwapHook | None = None) -> Target:
+        self._use_images(release)
+        return super().upgrade(release, on_swap)
+
+    def destroy(self) -> dict[str, str]:
+        """Stop the cluster (the namespace goes with it) and put the host back."""
+        done = dict(step.split(": ", 1) if ": " in step else (step, "done") for step in self.cluster.stop())
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.state = {}
+        return done
+
+    def status(self) -> dict:
+        if not self.cluster.running():
+            return {"provider": self.name, "platform": self.platform, "state": "absent", "components": {}}
+        return {**super().status(), "cluster": self.cluster.server}
+
+    def collect_artifacts(self, dest: Path) -> list[Path]:
+        """The platform's (the kube provider's) and the cluster's own program logs."""
+        out = super().collect_artifacts(dest) if self.cluster.running() else []
+        for log in sorted(self.cluster.logs.glob("*.log")):
+            target = Path(dest) / "cluster" / log.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, target)
+            out.append(target)
+        return out

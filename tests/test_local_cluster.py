@@ -1,0 +1,66 @@
+"""The local single-node Kubernetes cluster, for real: it starts from the
+binaries the harness builds, runs a pod from an image the harness made, serves
+cluster DNS and nothing outside it, keeps every packet on loopback and its own
+bridge, and, stopped, leaves the host exactly as it found it."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from harness.cluster.cluster import NODE_NAME, LocalCluster
+from tests.clusterkit import CLUSTER_MARKS, run_pod
+from harness.cluster.node import HOST_IP, guard_drops
+
+pytestmark = CLUSTER_MARKS
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, cluster_images):
+    c = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start(sandbox_image=cluster_images["pause"].ref, images=[b.archive for b in cluster_images.values()])
+        c.tools_ref = cluster_images["tools"].ref
+        yield c
+    finally:
+        c.stop()
+
+
+def test_node_is_ready_and_runs_a_pod_from_a_harness_made_image(cluster):
+    assert cluster.node_problem() is None
+    node = cluster.api("GET", f"/api/v1/nodes/{NODE_NAME}")
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.34.4"
+    assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://1.6")
+    phase, log = run_pod(cluster, "hello", "echo hello from $(hostname)")
+    assert (phase, log.strip()) == ("Succeeded", "hello from hello")
+
+
+def test_cluster_dns_answers_for_the_cluster_and_for_nothing_else(cluster):
+    phase, log = run_pod(cluster, "dns", "nslookup kubernetes.default.svc.cluster.local; echo rc=$?; "
+                                         "nslookup example.com; echo rc=$?")
+    assert phase == "Succeeded", log
+    assert "10.213.16.1" in log, log  # the API server's ClusterIP
+    rcs = [line for line in log.splitlines() if line.startswith("rc=")]
+    assert rcs == ["rc=0", "rc=1"], log  # an outside name is never resolved: CoreDNS has no forward
+
+
+def test_the_guard_drops_anything_leaving_for_an_outside_address(cluster):
+    """The node has no route out; give it one (as a misconfiguration would) and the
+    guard still drops every packet a pod or a node program sends to an outside
+    address, and counts it."""
+    cluster.ns.run(["ip", "route", "add", "default", "via", HOST_IP], "a route out, for the test")
+    try:
+        drops = guard_drops(cluster.ns)
+        phase, log = run_pod(cluster, "escape", "for a in 192.0.2.1 10.255.255.53 1.1.1.1; do "
+                                                "timeout 3 nc -w 2 $a 53 </dev/null; echo $a rc=$?; done")
+        from_node = subprocess.run(cluster.ns.wrap(["timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/192.0.2.1/80"]),
+                                   capture_output=True, text=True)
+        after = guard_drops(cluster.ns)
+    finally:
+        cluster.ns.run(["ip", "route", "del", "default"], "removing the test's route")
+    assert phase == "Succeeded", log
+    assert [line.split()[-1] for line in log.splitlines() if "rc=" in line] == ["rc=1"] * 3, log
+    assert from_node.returncode != 0
+    # every SYN of the pod's three tries and the node's one counted, at least once each
+    assert after["dropped_out"] >= drops["dropped_out"] + 4, (drops, after, log)
