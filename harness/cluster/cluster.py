@@ -49,7 +49,7 @@ from .node import (API_SERVICE_IP, BRIDGE, BRIDGE_IP, NODE_IP, POD_CIDR, SERVICE
 NODE_NAME = "stackproof-node"
 API_PORT = 6443
 STORAGE_CLASS = "stackproof-local"
-VOLUME_POOL = 12  # local PersistentVolumes made at start: three stores per platform, spares for fresh disks
+VOLUME_POOL = 24  # local PersistentVolumes made at start: three per platform, spares for fresh disks
 VOLUME_SIZE = "10Gi"
 
 # user -> (name, groups): each program's identity (static tokens; the kubelet's

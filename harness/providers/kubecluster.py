@@ -178,6 +178,15 @@ class KubeProvider(Provider):
                 progress=self.say, **self._options())
         return self._deployer
 
+    def sibling(self, platform: str) -> "KubeProvider":
+        """Another platform in the same cluster, with these settings, in a namespace of
+        its own named ``platform`` (for a test that may break its platform); its
+        ``destroy`` deletes only that namespace."""
+        st = {k: v for k, v in self.settings.items() if v is not None and k != "namespace"}
+        return KubeProvider(platform, **st, namespace=platform, state_dir=state_root() / f"kube-{platform}",
+                            timeout=self.timeout, api_timeout=self.api_timeout, poll_interval=self.poll_interval,
+                            progress=self.say)
+
     # -- the provider interface --------------------------------------------------
     def create(self) -> None:
         """Check that the cluster answers with these credentials; keep the settings."""

@@ -10,6 +10,7 @@ import cramjam
 import pytest
 import requests
 
+from harness.providers import get_provider
 from harness.clients import (LogsPush, MetricsMetadataClient, PromQLClient, RemoteWriteClient, Select, TenantHTTP,
                              logs_reader)
 from harness.clients.metrics import selector
@@ -337,10 +338,17 @@ def test_a_push_with_a_repeated_label_name_is_refused_and_the_store_survives(req
     check.true(r.status_code < 300 or 400 <= r.status_code < 500, "the bad push gets a 2xx or a 4xx", outcome)
 
 
-def _files_to_scan(config, target) -> list[Path]:
+# providers that publish no logs directory but collect their components' logs on request (the pods' logs)
+COLLECTING_PROVIDERS = ("kube", "local-kube", "aws", "gcp")
+
+
+def _files_to_scan(config, target, scratch: Path) -> list[Path]:
     files: list[Path] = []
     if target.logs_dir and Path(target.logs_dir).is_dir():
         files += sorted(Path(target.logs_dir).glob("*.log"))
+    elif target.provider in COLLECTING_PROVIDERS:
+        provider = get_provider(target.provider, platform=target.name, target_file=target.path)
+        files += [p for p in provider.collect_artifacts(scratch) if p.is_file()]
     for opt in ("allure_report_dir", "stackproof_results"):
         d = getattr(config.option, opt, None)
         if d and Path(d).is_dir():
@@ -351,10 +359,11 @@ def _files_to_scan(config, target) -> list[Path]:
     return files
 
 
-def test_no_secret_appears_in_any_log_report_or_attachment(target, pytestconfig, check):
-    """Scans the component logs the provider publishes and everything this
-    run has written so far (Allure results, stackproof results, JUnit)."""
-    files = _files_to_scan(pytestconfig, target)
+def test_no_secret_appears_in_any_log_report_or_attachment(target, pytestconfig, check, tmp_path):
+    """Scans the component logs the provider publishes (or, in a cluster, the pods'
+    logs, configs and events it collects) and everything this run has written so
+    far (Allure results, stackproof results, JUnit)."""
+    files = _files_to_scan(pytestconfig, target, tmp_path)
     check.true(bool(files), "there are logs or results to scan",
-               "no logs_dir in the target and no --alluredir/--stackproof-results")
+               "no logs_dir in the target, no provider that collects logs, and no --alluredir/--stackproof-results")
     check.equal(find_leaks(files, secrets_of(target)), [], f"secret leaks in {len(files)} files")

@@ -37,8 +37,9 @@ from .client import ApiError, KubeApi
 from .manifests import (OBJECT_STORAGE_SECRET, PART_OF, TENANTS_SECRET, TLS_SECRET, PlatformManifests, version_of)
 from .pki import GatewayPKI
 
-# what a target made by this deployer can do: the provider stops, kills and starts single components
-CAPABILITIES = ["metrics", "logs", "restart"]
+# what a target made by this deployer can do: both signals, live tail through the gateway, the platform's own
+# agent as a real sender, and single components stopped, killed and started by the provider
+CAPABILITIES = ["metrics", "logs", "tail", "agent", "restart"]
 
 
 def _subset(live, wanted) -> bool:
