@@ -7,7 +7,9 @@ see them, with shellcheck over every ``run:`` script; it must find nothing,
 and it must find the faults in a deliberately broken workflow. Then the shape
 the project promises is checked on the parsed YAML: the nightly matrix, a
 timeout on every job that leaves the teardown its time, teardown and uploads
-that always run, the janitor after the matrix and on a schedule,
+that always run, the janitor after the matrix and on a schedule, the
+local-kube cells as root on the runner, every upgrade run with ``--no-skips``
+(and ``--no-skips`` really failing a run with a skip),
 ``id-token: write`` only where OIDC is used, pinned actions, commands that
 name only options, targets, extras and paths that exist, and no AGPL system
 (the project never builds or deploys one).
@@ -33,12 +35,13 @@ from harness.binaries import BinaryResolver, BinarySpec
 from harness.tools import ACTIONLINT_VERSION, resolve_tool
 
 from .conftest import REPO, run_cli
+from .test_no_skip import run_pytest
 
 CI_DIR = REPO / "ci" / "github"
 WORKFLOWS = {p.name: p for p in sorted(CI_DIR.glob("*.yml"))}
 
 CLOUDS = {"aws", "gcp"}
-NIGHTLY_SUITES = {"conformance", "upgrade", "load-smoke"}
+NIGHTLY_SUITES = {"conformance", "durability", "upgrade", "load-smoke"}
 OIDC_ACTIONS = ("aws-actions/configure-aws-credentials", "google-github-actions/auth")
 CLOUD_ENV = {  # what each cloud's commands read from the environment
     "aws": {"AWS_REGION", "STACKPROOF_OWNER"},
@@ -92,6 +95,8 @@ class Command:
     args: list[str]
     workflow: str
     job: dict
+    step: dict
+    as_root: list[str]  # the `sudo ... env ...` words before it, if any
 
 
 _CONTROL = {";", "&&", "||", "|", "&", "(", ")", ";;"}
@@ -126,6 +131,20 @@ def _simple_commands(script: str) -> list[list[str]]:
     return out
 
 
+def _as_root(words: list[str]) -> tuple[list[str], list[str]]:
+    """``sudo [-E] [env [NAME=value ...]] CMD ...`` -> (the prefix, ``CMD ...``)."""
+    if not words or words[0] != "sudo":
+        return [], words
+    i = 1
+    while i < len(words) and words[i].startswith("-"):
+        i += 1
+    if i < len(words) and words[i] == "env":
+        i += 1
+        while i < len(words) and re.match(r"^[A-Za-z_]\w*=", words[i]):
+            i += 1
+    return words[:i], words[i:]
+
+
 @functools.cache
 def _commands() -> list[Command]:
     found = []
@@ -135,13 +154,16 @@ def _commands() -> list[Command]:
                 continue
             where = f"{name} job {job_id!r} step {step.get('name', step['run'][:30])!r}"
             for words in _simple_commands(step["run"]):
+                root, words = _as_root(words)
+                if not words:
+                    continue
                 prog = Path(words[0]).name
                 if prog in ("python", "python3") and words[1:3] == ["-m", "pytest"]:
-                    found.append(Command(where, "pytest", words[3:], name, job))
+                    found.append(Command(where, "pytest", words[3:], name, job, step, root))
                 elif prog in ("python", "python3") and words[1:3] == ["-m", "pip"]:
-                    found.append(Command(where, "pip", words[3:], name, job))
+                    found.append(Command(where, "pip", words[3:], name, job, step, root))
                 elif prog in ("pytest", "stackproof", "make"):
-                    found.append(Command(where, prog, words[1:], name, job))
+                    found.append(Command(where, prog, words[1:], name, job, step, root))
     return found
 
 
@@ -303,21 +325,117 @@ def test_the_workflows_name_no_agpl_system():
         assert not found, f"{name} names {', '.join(found)}: AGPL, never built or deployed by stackproof"
 
 
+def _suite_jobs(doc: dict) -> dict[str, dict]:
+    return {jid: j for jid, j in doc["jobs"].items() if "suite" in j.get("strategy", {}).get("matrix", {})}
+
+
 def _matrix_job(doc: dict) -> tuple[str, dict]:
-    found = [(jid, j) for jid, j in doc["jobs"].items() if "suite" in j.get("strategy", {}).get("matrix", {})]
+    """The cloud matrix: providers by suites."""
+    found = [(jid, j) for jid, j in _suite_jobs(doc).items() if "provider" in j["strategy"]["matrix"]]
     assert len(found) == 1, [jid for jid, _ in found]
     return found[0]
 
 
-def test_nightly_matrix_is_exactly_clouds_by_suites():
+def _what_runs(c: Command) -> list[str]:
+    """The suites a command runs: its suites/ paths, or ``load <profile>``."""
+    if c.tool == "stackproof" and c.args[:1] == ["load"]:
+        return ["load", c.args[c.args.index("--profile") + 1]]
+    return [a for a in c.args if a.startswith("suites/")]
+
+
+def test_nightly_matrix_is_exactly_clouds_and_local_kube_by_suites():
     doc = _docs()["nightly.yml"]
     assert "schedule" in doc["on"]
     _, job = _matrix_job(doc)
     matrix = job["strategy"]["matrix"]
     assert set(matrix) == {"provider", "suite"}, "no include/exclude or other axes: the product is the matrix"
     assert sorted(matrix["provider"]) == sorted(CLOUDS) and len(matrix["provider"]) == 2
-    assert sorted(matrix["suite"]) == sorted(NIGHTLY_SUITES) and len(matrix["suite"]) == 3
+    assert sorted(matrix["suite"]) == sorted(NIGHTLY_SUITES) and len(matrix["suite"]) == 4
     assert job["strategy"].get("fail-fast") is False, "one failing cell must not cancel the others' teardown"
+    # the local-kube column: a job of its own (no credentials, no janitor), the same suites
+    jobs = _suite_jobs(doc)
+    assert set(jobs) == {"cloud", "local-kube"}, set(jobs)
+    lk = jobs["local-kube"]
+    assert lk["strategy"]["matrix"] == {"suite": matrix["suite"]}, "the same suites as the cloud cells"
+    assert lk["strategy"].get("fail-fast") is False
+    by_suite = {}
+    for job_id in ("cloud", "local-kube"):
+        for s in jobs[job_id]["steps"]:
+            m = re.fullmatch(r"\s*matrix\.suite\s*==\s*'([\w-]+)'\s*", str(s.get("if", "")))
+            if m:
+                runs = [_what_runs(c) for c in _commands() if c.job is jobs[job_id] and c.step is s]
+                by_suite.setdefault(m.group(1), {})[job_id] = runs
+    assert set(by_suite) == NIGHTLY_SUITES
+    for suite, runs in by_suite.items():
+        assert runs["cloud"] and runs["cloud"] == runs["local-kube"], f"{suite}: {runs}"  # the same suites
+
+
+def test_local_kube_cells_run_as_root_on_the_runner_without_any_cloud():
+    doc = _docs()["nightly.yml"]
+    job = doc["jobs"]["local-kube"]
+    assert "RUN_ID" not in job.get("env", {}) and "PROVIDER" not in job.get("env", {})
+    assert job.get("permissions") == {"contents": "read"}, "no id-token: nothing to sign in to"
+    assert not [s for s in job["steps"] if _uses(s) in OIDC_ACTIONS]
+    assert not [s for s in job["steps"] if "janitor" in s.get("run", "")], "the janitor is for clouds only"
+    mine = [c for c in _commands() if c.job is job]
+    setup = [c for c in mine if c.tool == "make"]
+    assert [c.args for c in setup] == [["setup"]] and not setup[0].as_root  # the venv is the runner user's
+    suites = [c for c in mine if c.tool == "pytest" or c.args[:1] == ["load"]]
+    assert len(suites) == len(NIGHTLY_SUITES)
+    for c in suites:
+        i = c.args.index("--provider")
+        assert c.args[i + 1] == "local-kube", c.where
+        # as root, keeping the environment and the runner's PATH (go, the venv's tools)
+        assert c.as_root == ["sudo", "-E", "env", "PATH=$PATH"], (c.where, c.as_root)
+        assert "--run-id" not in c.args, c.where  # nothing to sweep by
+    # the steps before the suites run as the runner's user; a step after them hands the results back
+    steps = job["steps"]
+    last_suite = max(i for i, s in enumerate(steps) if any(c.step is s for c in suites))
+    chown = [i for i, s in enumerate(steps) if "chown" in s.get("run", "")]
+    uploads = [i for i, s in enumerate(steps) if _uses(s) == "actions/upload-artifact"]
+    assert len(chown) == 1 and last_suite < chown[0] < min(uploads)
+    assert _is_always(steps[chown[0]].get("if"))
+    for i, s in enumerate(steps):
+        if "sudo" in s.get("run", "") and i != chown[0]:
+            assert any(c.step is s for c in suites), f"{s.get('name')!r}: only the suites run as root"
+
+
+def _upgrade_runs() -> list[Command]:
+    return [c for c in _commands() if c.workflow in ("nightly.yml", "release-gate.yml") and c.tool == "pytest"
+            and any(a.rstrip("/") == "suites/upgrade" or a.startswith("suites/upgrade/") for a in c.args)]
+
+
+def test_every_upgrade_run_fails_on_skips():
+    """A cell or gate whose upgrade suite skipped (a target without 'restart', say) must
+    not pass: every step that runs suites/upgrade passes --no-skips."""
+    runs = _upgrade_runs()
+    # the nightly's cloud and local-kube cells, the gate's local and cloud jobs
+    assert {(c.workflow, next(j for n, j, job in _jobs() if job is c.job)) for c in runs} == {
+        ("nightly.yml", "cloud"), ("nightly.yml", "local-kube"), ("release-gate.yml", "local"),
+        ("release-gate.yml", "cloud")}
+    for c in runs:
+        assert "--no-skips" in c.args, f"{c.where}: runs suites/upgrade without --no-skips"
+    # and no step runs the upgrade suite some other way the check above would miss
+    for name in ("nightly.yml", "release-gate.yml"):
+        for _, job_id, job in (j for j in _jobs() if j[0] == name):
+            for s in job.get("steps", []):
+                if "suites/upgrade" in s.get("run", ""):
+                    assert any(c.step is s for c in runs), f"{name} {job_id} {s.get('name')!r}"
+
+
+def test_no_skips_fails_a_pytest_run_that_skipped(tmp_path):
+    """What the workflows rely on: --no-skips really turns a run with a skip into a
+    failure that names the skipped test; without it the same run passes."""
+    (tmp_path / "test_gate.py").write_text(
+        "import pytest\n\n\ndef test_upgraded():\n    pass\n\n\n"
+        "def test_not_upgraded():\n    pytest.skip('no restart capability')\n")
+    plain = run_pytest(tmp_path, "test_gate.py")
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "test_not_upgraded" not in plain.stdout.replace("SKIPPED", "")  # reported only as a skip
+    gate = run_pytest(tmp_path, "test_gate.py", "--no-skips")
+    assert gate.returncode == 1, gate.stdout + gate.stderr
+    named = [ln for ln in gate.stdout.splitlines() if ln.startswith("stackproof: --no-skips:")]
+    assert named == ["stackproof: --no-skips: 1 test skipped: test_gate.py::test_not_upgraded"], gate.stdout
 
 
 def test_every_job_has_a_timeout():
@@ -519,7 +637,7 @@ def test_run_ids_are_unique_per_cell_and_valid_cloud_labels():
     m = job["strategy"]["matrix"]
     ids = {_render(job["env"]["RUN_ID"], {**github, "matrix.provider": p, "matrix.suite": s})
            for p, s in itertools.product(m["provider"], m["suite"])}
-    assert len(ids) == 6
+    assert len(ids) == 8
     gate = _docs()["release-gate.yml"]["jobs"]["cloud"]["env"]["RUN_ID"]
     ids |= {_render(gate, {**github, "inputs.provider": p}) for p in CLOUDS}
     for run_id in ids:
@@ -549,9 +667,10 @@ def test_commands_were_found():
     tools = {c.tool for c in _commands()}
     assert tools == {"pytest", "stackproof", "make", "pip"}, tools
     conformance = [c for c in _commands() if c.tool == "pytest" and "suites/smoke" in c.args]
-    assert len(conformance) == 1
-    assert [a for a in conformance[0].args if a.startswith("suites/")] == CONFORMANCE
-    assert conformance[0].args[conformance[0].args.index("-n") + 1] == "2"
+    assert len(conformance) == 2  # the nightly's cloud and local-kube cells
+    for c in conformance:
+        assert [a for a in c.args if a.startswith("suites/")] == CONFORMANCE, c.where
+        assert c.args[c.args.index("-n") + 1] == "2", c.where
 
 
 @pytest.fixture(scope="session")
@@ -575,6 +694,8 @@ def test_pytest_commands_name_only_options_paths_and_providers_that_exist(pytest
                 assert (REPO / arg).exists(), f"{c.where}: {arg} does not exist"
         choices_checked += _check_choices(c, c.args, choices, _normal)
     assert choices_checked >= 3  # --provider of the nightly's two pytest commands and the gate's cloud one
+    literal = {c.args[c.args.index("--provider") + 1] for c in _commands() if "--provider" in c.args} - {"$PROVIDER"}
+    assert literal == {"local-kube"}, literal
     providers = set()
     for name, job_id, job in _jobs():
         providers |= set(job.get("strategy", {}).get("matrix", {}).get("provider", []))
@@ -582,6 +703,7 @@ def test_pytest_commands_name_only_options_paths_and_providers_that_exist(pytest
         dispatch = doc["on"].get("workflow_dispatch") or {}
         providers |= set(dispatch.get("inputs", {}).get("provider", {}).get("options", []))
     assert providers == {"local", "aws", "gcp"}
+    providers |= literal
     assert providers <= choices["--provider"], choices["--provider"]
 
 
