@@ -5,8 +5,15 @@ through ``AWS_ENDPOINT_URL`` (boto3's own setting: the provider has no
 endpoint code), via a small fault-injecting reverse proxy
 (``tests/faultproxy.py``) that can answer an AWS-shaped error for the Nth call
 of one operation. Nothing in the provider is patched. moto stands in for AWS
-because AWS cannot be reached from here; the EKS API server moto reports is not
-a real Kubernetes API, which the pytest-path test relies on.
+because AWS cannot be reached from here.
+
+No test here resolves an outside name, nor tries to: moto's EKS clusters live
+at made-up ``*.eks.amazonaws.com`` hosts, so the pytest-path test, the one that
+hands a cluster to the real Kubernetes deployer, has the proxy answer EKS's
+DescribeCluster with a real kube-apiserver on loopback as the cluster's
+endpoint and CA (``LoopbackControlPlane``, as tests/test_kube_deployer.py
+uses), the way EKS names its API server. Every lookup the network guard
+(tests/netguard) refuses in this process fails the test that made it.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -29,6 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from harness.components.kubeapiserver import LoopbackControlPlane, resolve_etcd, resolve_kube_apiserver
 from harness.errors import StackproofError
 from harness.ports import free_ports
 from harness.releases import Catalog
@@ -137,6 +146,37 @@ def aws_env(proxy, tmp_path_factory):
 @pytest.fixture(scope="session")
 def inventory(aws_env, moto_url) -> Inventory:
     return Inventory(moto_url, REGION)  # straight to moto: never faulted, never counted
+
+
+@pytest.fixture(scope="session")
+def kube_api(tmp_path_factory):
+    """A real Kubernetes API server (and its etcd) on loopback, to be an EKS cluster's
+    endpoint: it checks TLS and bearer tokens as EKS's does (an EKS token is not one
+    of its tokens). Built from their Go modules into the binary cache on first use."""
+    cp = LoopbackControlPlane(tmp_path_factory.mktemp("kube"), resolve_kube_apiserver(), resolve_etcd())
+    cp.start()
+    yield cp
+    cp.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_names(monkeypatch):
+    """Fails a test that even tried to resolve a name that is not this machine's:
+    the network guard refuses it (and a test could pass by expecting the refusal)."""
+    refused: list[str] = []
+    guarded = socket.getaddrinfo
+
+    def recording(host, *args, **kwargs):
+        try:
+            return guarded(host, *args, **kwargs)
+        except socket.gaierror as exc:
+            if "network guard" in str(exc):
+                refused.append(str(host))
+            raise
+
+    monkeypatch.setattr(socket, "getaddrinfo", recording)
+    yield
+    assert not refused, f"tried to resolve names that are not this machine's: {sorted(set(refused))}"
 
 
 @pytest.fixture(autouse=True)
@@ -716,9 +756,18 @@ def test_janitor_cleans_a_crashed_run_and_spares_a_fresh_one(aws_env, proxy, inv
 
 # -- the pytest path ------------------------------------------------------------------
 
-def test_pytest_provider_aws_reaches_the_deploy_step_and_tears_down(aws_env, moto_url, inventory, tmp_path):
+def test_pytest_provider_aws_reaches_the_deploy_step_and_tears_down(aws_env, proxy, inventory, kube_api, tmp_path):
+    """``pytest --provider aws`` makes the cloud, hands the cluster to the real Kubernetes
+    deployer, which reaches the cluster's API server (on loopback, never an outside name)
+    and is refused there (an EKS token means nothing to it): one line, then teardown."""
     rid = _run_id("pyt")
-    env = {**os.environ, "AWS_ENDPOINT_URL": moto_url, "STACKPROOF_STATE": str(tmp_path / "state")}
+    # EKS's answer once the cluster is ACTIVE, naming its API server: create's wait and describe
+    active = (200, {"Content-Type": "application/json"}, json.dumps({"cluster": {
+        "name": f"stackproof-{rid}", "status": "ACTIVE", "endpoint": kube_api.server,
+        "certificateAuthority": {"data": base64.b64encode(kube_api.ca_pem).decode()}, "version": "1.34",
+        "arn": f"arn:aws:eks:{REGION}:123456789012:cluster/stackproof-{rid}"}}).encode())
+    described = proxy.arm("eks:DescribeCluster", 1, reply=active, times=2)
+    env = {**os.environ, "AWS_ENDPOINT_URL": proxy.url, "STACKPROOF_STATE": str(tmp_path / "state")}
     env.pop("PYTEST_ADDOPTS", None)
     env.pop("PYTEST_XDIST_WORKER", None)
     t0 = time.monotonic()
@@ -726,11 +775,17 @@ def test_pytest_provider_aws_reaches_the_deploy_step_and_tears_down(aws_env, mot
                         "-p", "no:cacheprovider", "-q", "--stackproof-results", str(tmp_path / "results")],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     out = r.stdout + r.stderr
+    assert described.fired == 2, "create no longer describes the cluster twice: update the reply's times"
     assert r.returncode != 0, out[-3000:]
     lines = [ln for ln in out.splitlines() if "cannot provision the platform" in ln]
     assert lines, out[-3000:]
     line = lines[0]
     assert f"aws: deploy {Catalog.load().get().name} to EKS cluster stackproof-{rid}" in line, line
+    # the deployer reached the API server (TLS verified with the cluster's CA), which refused the EKS token
+    assert (f"the Kubernetes API at {kube_api.server} refused stackproof's credentials (HTTP 401 on /version)"
+            in line), line
+    # the subprocess's own guard (inherited through PYTHONPATH) was never asked about an outside name
+    assert "network guard" not in out and "cannot resolve" not in out and "eks.amazonaws.com" not in out, out
     assert SECRET_KEY not in out and ACCESS_KEY not in out and "k8s-aws-v1." not in out
     assert "Traceback" not in out
     # teardown ran: nothing of the run is left, and its state directory is gone
