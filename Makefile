@@ -27,7 +27,7 @@ test:
 # the release gate: upgrade the second newest release to the newest, then roll back
 upgrade: setup
 	$(BIN)/stackproof build --release $$($(BIN)/python -c "from harness.releases import Catalog; print(Catalog.load().newest(2)[0].name)")
-	$(BIN)/python -m pytest suites/upgrade --timeout=1800 --stackproof-results $(RESULTS) \
+	$(BIN)/python -m pytest suites/upgrade --no-skips --timeout=1800 --stackproof-results $(RESULTS) \
 	  --junitxml=$(RESULTS)/upgrade-junit.xml; $(PYTEST_NO_EMPTY)
 
 setup: $(VENV)/.installed

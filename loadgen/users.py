@@ -10,7 +10,8 @@ what the platform answered so that a run can be checked for silent loss:
 - accepted: a 2xx answer, so every item of the request must be stored;
 - refused:  401, 403, 413 or 429, answered before anything is stored;
 - unsure:   anything else (a 400 may have stored the valid part, a 5xx or a
-            broken connection may have stored all of it), so a check allows
+            broken connection may have stored all of it), and a request cut
+            off in flight when the run ends, so a check allows
             ``accepted <= stored <= accepted + unsure``.
 
 The classes declared here are abstract. :func:`user_classes` builds the
@@ -129,6 +130,9 @@ class StackproofUser(FastHttpUser):
             if tally.sent >= self.workload.max_requests:
                 raise StopUser()  # the per-process request bound
             tally.sent += 1
+            # unsure until answered: a request the run's end cuts off in flight (the user
+            # stopped from the dashboards) may still be stored, and must not count as extra
+            tally.counts[self.signal]["unsure"] += items
         with self.client.post(self.path, data=body, name=self.name, headers={**headers, **self.headers},
                               catch_response=True) as resp:
             code = resp.status_code or 0
@@ -136,11 +140,11 @@ class StackproofUser(FastHttpUser):
                 c = tally.counts[self.signal]
                 c["requests"] += 1
                 if 200 <= code < 300:
+                    c["unsure"] -= items
                     c["accepted"] += items
                 elif code in REFUSED:
+                    c["unsure"] -= items
                     c["refused"] += items
-                else:
-                    c["unsure"] += items
             if not 200 <= code < 300:
                 text = (resp.text or "")[:160] if code else str(resp.error)[:160]
                 resp.failure(f"HTTP {code}: {text.strip()}")

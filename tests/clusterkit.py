@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
 from harness.cluster.cluster import LocalCluster
 
 NS = "default"
-# one cluster at a time on a machine (its addresses are fixed): every such test on one xdist worker
+
+
+def short_dir(prefix: str) -> Path:
+    """A cluster's directory: short, since containerd's socket path must fit a unix socket's 108 bytes
+    (pytest's tmp paths under xdist do not). The cluster removes it when it stops."""
+    return Path(tempfile.mkdtemp(prefix=f"sp-{prefix}"))
+# one cluster at a time on a machine (its addresses are fixed): see tests/conftest.py
 CLUSTER_MARKS = [pytest.mark.skipif(os.geteuid() != 0, reason="the local cluster needs root (namespaces, mounts)"),
-                 pytest.mark.xdist_group("local-cluster")]
+                 pytest.mark.usefixtures("one_cluster_at_a_time")]
 
 
 def run_pod(c: LocalCluster, name: str, script: str, timeout: float = 60) -> tuple[str, str]:

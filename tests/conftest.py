@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import tempfile
+
 import pytest
 
 from harness.procs import proc_start_time
@@ -48,3 +50,17 @@ def cluster_images():
     from harness import images
 
     return {"tools": images.build_image(images.tools_image()), "pause": images.build_image(images.pause_image())}
+
+
+@pytest.fixture(scope="module")
+def one_cluster_at_a_time():
+    """Held by every test module that runs a containerd or a cluster on the host: a
+    cluster's addresses are fixed, and a host snapshot must not see another's
+    processes or mounts. A file lock, since pytest-xdist's loadgroup scheduling
+    does not group tests under pytest 9 (it renames ``_nodeid``, which pytest 9
+    no longer reads): whichever worker holds it, the others wait."""
+    import fcntl
+
+    with open(Path(tempfile.gettempdir()) / "stackproof-one-cluster.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield

@@ -190,7 +190,7 @@ def _processes_mentioning(text: str) -> list[tuple[int, str]]:
 
 
 @real
-@pytest.mark.xdist_group("local-cluster")  # containerd on the host: never beside a cluster test's host snapshot
+@pytest.mark.usefixtures("one_cluster_at_a_time")  # containerd on the host: never beside a host snapshot
 def test_release_images_run_in_containerd(tmp_path):
     release = Catalog.load().newest(1)[0]
     t0 = time.monotonic()
@@ -293,7 +293,7 @@ def test_release_images_run_in_containerd(tmp_path):
 
 
 @real
-@pytest.mark.xdist_group("local-cluster")  # containerd on the host: never beside a cluster test's host snapshot
+@pytest.mark.usefixtures("one_cluster_at_a_time")  # containerd on the host: never beside a host snapshot
 def test_containerd_start_failure_is_one_line_with_the_log(tmp_path):
     class Broken(Containerd):
         def config(self) -> str:

@@ -994,7 +994,7 @@ def test_deploy_applies_server_side_for_real_and_is_idempotent(control_plane, tm
     with StandIn(kc, "sp-deploy"):
         target = d.deploy(NEW, timeout=60)
     assert target.gateway_url == "https://lb.stackproof.test" and target.provider == "aws"
-    assert target.capabilities == ["metrics", "logs", "restart"] and target.release == NEW.name
+    assert target.capabilities == ["metrics", "logs", "tail", "agent", "restart"] and target.release == NEW.name
     assert [(t.name, t.role, t.account_id) for t in target.tenants] == [
         ("tenant-a", "user", 1), ("tenant-b", "user", 2), ("tenant-limited", "limited", 3),
         ("stackproof-system", "system", 4)]
@@ -1294,7 +1294,7 @@ def test_storage_class_goes_on_every_volume_claim():
 def test_the_target_declares_restart_for_every_deployer_provider():
     """aws, gcp and kube all take their target from the deployer: 'restart' is in it."""
     from harness.providers.kube import CAPABILITIES
-    assert CAPABILITIES == ["metrics", "logs", "restart"]
+    assert CAPABILITIES == ["metrics", "logs", "tail", "agent", "restart"]
     for module, cls in (("harness.providers.aws", "AWSProvider"), ("harness.providers.gcp", "GCPProvider"),
                         ("harness.providers.kubecluster", "KubeProvider")):
         provider = getattr(__import__(module, fromlist=[cls]), cls)
@@ -1322,7 +1322,7 @@ def test_up_provider_kube_help_teaches_its_options(capsys):
     for command in ("status", "down"):
         with pytest.raises(SystemExit):
             cli([command, "--help"])
-        assert "--provider {local,kube}" in capsys.readouterr().out
+        assert "--provider {local,kube,local-kube}" in capsys.readouterr().out
 
 
 def test_kube_provider_errors_are_one_line(tmp_path, monkeypatch):

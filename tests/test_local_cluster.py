@@ -10,15 +10,16 @@ import subprocess
 import pytest
 
 from harness.cluster.cluster import NODE_NAME, LocalCluster
-from tests.clusterkit import CLUSTER_MARKS, run_pod
+from harness.errors import StackproofError
+from tests.clusterkit import CLUSTER_MARKS, run_pod, short_dir
 from harness.cluster.node import HOST_IP, guard_drops
 
 pytestmark = CLUSTER_MARKS
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, cluster_images):
-    c = LocalCluster(tmp_path_factory.mktemp("cluster"))
+def cluster(cluster_images, one_cluster_at_a_time):
+    c = LocalCluster(short_dir("cluster-"))
     try:
         c.start(sandbox_image=cluster_images["pause"].ref, images=[b.archive for b in cluster_images.values()])
         c.tools_ref = cluster_images["tools"].ref
@@ -64,3 +65,12 @@ def test_the_guard_drops_anything_leaving_for_an_outside_address(cluster):
     assert from_node.returncode != 0
     # every SYN of the pod's three tries and the node's one counted, at least once each
     assert after["dropped_out"] >= drops["dropped_out"] + 4, (drops, after, log)
+
+
+def test_a_second_cluster_is_refused_in_one_line_and_the_first_left_alone(cluster, cluster_images):
+    other = LocalCluster(short_dir("other-"))
+    with pytest.raises(StackproofError, match=r"a local cluster already runs on this machine .*stackproof down"):
+        other.start(sandbox_image=cluster_images["pause"].ref)
+    assert not other.running()
+    assert cluster.node_problem() is None
+    assert run_pod(cluster, "still", "echo still here")[1].strip() == "still here"

@@ -183,6 +183,7 @@ class LocalCluster:
         if self.running():
             raise StackproofError(f"a local cluster already runs from {self.root} (holder pid {self.ns.holder_pid}): "
                                   "stop it first (stackproof down --provider local-kube)")
+        node.check_address_space()  # another cluster here: one line, and it is left alone
         bins = {name: r.path for name, r in resolve_programs().items()}
         t0 = time.monotonic()
         self.root.mkdir(parents=True, exist_ok=True)

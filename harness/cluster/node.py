@@ -177,16 +177,19 @@ def _in_pod_cgroup(pid: str) -> bool:
 
 
 def check_address_space() -> None:
-    """The cluster's /16 must not overlap a network the host already has."""
+    """No other local cluster runs (its veth would exist), and the cluster's /16
+    overlaps no network the host has; else one line, and nothing is touched."""
+    if subprocess.run(["ip", "link", "show", HOST_VETH], capture_output=True).returncode == 0:
+        raise StackproofError(f"a local cluster already runs on this machine (link {HOST_VETH} exists): "
+                              "stop it first (stackproof down --provider local-kube --platform NAME)")
     for line in run(["ip", "-o", "-4", "addr", "show"], "reading the host's addresses").splitlines():
         m = re.search(r"inet (\S+)", line)
-        if m and ipaddress.ip_interface(m.group(1)).network.overlaps(CLUSTER_NET) and HOST_VETH not in line:
+        if m and ipaddress.ip_interface(m.group(1)).network.overlaps(CLUSTER_NET):
             raise StackproofError(f"the host already has {m.group(1)}, inside the local cluster's "
                                   f"{CLUSTER_NET}: remove it or stop the other cluster")
     for line in run(["ip", "-o", "-4", "route", "show"], "reading the host's routes").splitlines():
         dst = line.split()[0]
-        if dst != "default" and HOST_VETH not in line and ipaddress.ip_network(dst, strict=False).overlaps(
-                CLUSTER_NET):
+        if dst != "default" and ipaddress.ip_network(dst, strict=False).overlaps(CLUSTER_NET):
             raise StackproofError(f"the host routes {dst}, inside the local cluster's {CLUSTER_NET}")
 
 
@@ -265,7 +268,6 @@ def _kill(pid: int) -> None:
 
 def setup_network(ns: NodeNamespaces) -> None:
     """The veth pair, the bridge, the routes and both guards: all before any pod exists."""
-    check_address_space()
     run(["ip", "link", "add", HOST_VETH, "type", "veth", "peer", "name", NODE_VETH, "netns", str(ns.holder_pid)],
         "making the node's veth pair")
     run(["ip", "addr", "add", f"{HOST_IP}/{LINK_NET.prefixlen}", "dev", HOST_VETH], "addressing the host's veth")
