@@ -170,6 +170,13 @@ def cmd_build(args) -> int:
         r = resolver.resolve(c.spec, version)
         print(f"{c.name} {version}: {r.path} ({r.source}, {_mb(r.path.stat().st_size)}"
               + (f", {r.seconds:.0f}s" if r.seconds else "") + ")")
+    if args.cluster:
+        from .cluster.kubernetes import PROGRAMS  # the local cluster's own programs (--provider local-kube)
+
+        for name, (spec, version) in PROGRAMS.items():
+            r = resolver.resolve(spec, version)
+            print(f"{name} {version}: {r.path} ({r.source}, {_mb(r.path.stat().st_size)}"
+                  + (f", {r.seconds:.0f}s" if r.seconds else "") + ")")
     return 0
 
 
@@ -509,13 +516,18 @@ def build_parser() -> argparse.ArgumentParser:
                                     "With --provider kube the same components run as StatefulSets in an existing "
                                     "cluster (the official images, or yours through --image-map), with the S3 "
                                     "server as a pod for the metrics store's blocks, and the gateway behind a "
-                                    "LoadBalancer or NodePort Service.",
+                                    "LoadBalancer or NodePort Service.\n\n"
+                                    "With --provider local-kube stackproof first starts a real single-node Kubernetes "
+                                    "on this machine (as root, no Docker: its own containerd, network namespace and "
+                                    "guard), imports images it builds from its own binaries, and deploys into it the "
+                                    "same way; 'down' stops the cluster and puts the host back as it was.",
                         epilog="Examples:\n"
                                "  stackproof up\n"
                                "  stackproof up --provider kube --kubeconfig ~/.kube/config --context lab "
                                "--gateway-service NodePort\n"
                                "  stackproof up --provider kube --image-map images.yaml --storage-class fast-ssd "
                                "--platform lab\n"
+                               "  sudo stackproof up --provider local-kube --platform lk\n"
                                "  stackproof status --provider kube --platform lab; "
                                "stackproof down --provider kube --platform lab")
     sp.add_argument("--release", help="release from the catalog (default: the newest; see 'stackproof releases')")
@@ -671,6 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Go module build, or release archive (STACKPROOF_ALLOW_DOWNLOAD=1).")
     sp.add_argument("--release", help="release (default: the newest)")
     sp.add_argument("components", nargs="*", help="only these components (cortex, victorialogs, prometheus)")
+    sp.add_argument("--cluster", action="store_true",
+                    help="also the local cluster's programs (--provider local-kube): Kubernetes, etcd, CoreDNS")
     sp.set_defaults(func=cmd_build)
 
     sp = sub.add_parser("doctor", help="what is installed, cached and missing",

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .. import say
+from ..components.base import http_ready
 from ..errors import ComponentError, StackproofError
 from ..procs import Supervised
 from ..tls import make_ca, make_client_cert, make_server_cert
@@ -183,6 +184,9 @@ class LocalCluster:
         if self.running():
             raise StackproofError(f"a local cluster already runs from {self.root} (holder pid {self.ns.holder_pid}): "
                                   "stop it first (stackproof down --provider local-kube)")
+        if os.geteuid() != 0:
+            raise StackproofError("the local cluster needs root (its own network and mount namespaces, nftables, "
+                                  "containerd): run it as root, e.g. sudo -E env PATH=$PATH .venv/bin/pytest ...")
         node.check_address_space()  # another cluster here: one line, and it is left alone
         bins = {name: r.path for name, r in resolve_programs().items()}
         t0 = time.monotonic()
@@ -252,7 +256,7 @@ class LocalCluster:
             "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
             "--initial-cluster", f"{NODE_NAME}=http://127.0.0.1:2380",
             "--listen-metrics-urls", f"http://{NODE_IP}:2381", "--log-level", "warn"])
-        etcd.wait_ready(self._http_ok(f"http://{NODE_IP}:2381/health", '"true"'), 30)
+        etcd.wait_ready(http_ready(f"http://{NODE_IP}:2381/health", contains='"true"'), 30)
         api = self._spawn("kube-apiserver", [
             bins["kube-apiserver"], "--etcd-servers=http://127.0.0.1:2379",
             "--bind-address=0.0.0.0", f"--advertise-address={NODE_IP}", f"--secure-port={API_PORT}",
@@ -316,7 +320,7 @@ class LocalCluster:
         kubelet = self._spawn("kubelet", [
             bins["kubelet"], f"--config={r / 'kubelet.yaml'}", f"--kubeconfig={kc('kubelet')}",
             f"--root-dir={kubelet_dir}", f"--node-ip={NODE_IP}", f"--hostname-override={NODE_NAME}", "--v=1"])
-        kubelet.wait_ready(self._http_ok(f"http://{NODE_IP}:10248/healthz", "ok"), timeout)
+        kubelet.wait_ready(http_ready(f"http://{NODE_IP}:10248/healthz", contains="ok"), timeout)
         (r / "kube-proxy.yaml").write_text(yaml.safe_dump({
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
             "mode": "nftables", "clientConnection": {"kubeconfig": str(kc("proxy"))},
@@ -332,28 +336,12 @@ class LocalCluster:
             f"  kubernetes cluster.local in-addr.arpa ip6.arpa {{\n    kubeconfig {kc('coredns')} stackproof-local\n"
             "    pods insecure\n    fallthrough in-addr.arpa ip6.arpa\n  }\n  cache 30\n}\n")
         dns = self._spawn("coredns", [bins["coredns"], "-conf", r / "Corefile"])
-        dns.wait_ready(self._http_ok(f"http://{NODE_IP}:8181/ready", "OK"), timeout)
-        self.procs["kube-proxy"].wait_ready(self._http_ok(f"http://{NODE_IP}:10256/healthz", ""), timeout)
-
-    @staticmethod
-    def _http_ok(url: str, contains: str):
-        def check() -> tuple[bool, str]:
-            try:
-                resp = requests.get(url, timeout=2)
-            except requests.RequestException as exc:
-                return False, type(exc).__name__
-            return resp.status_code == 200 and contains in resp.text, f"HTTP {resp.status_code}"
-        return check
+        dns.wait_ready(http_ready(f"http://{NODE_IP}:8181/ready", contains="OK"), timeout)
+        self.procs["kube-proxy"].wait_ready(http_ready(f"http://{NODE_IP}:10256/healthz"), timeout)
 
     def _api_ready(self):
-        def check() -> tuple[bool, str]:
-            try:
-                resp = requests.get(f"{self.server}/readyz", timeout=2, verify=str(self.pki / "ca.pem"),
-                                    headers={"Authorization": f"Bearer {self.tokens['admin']}"})
-            except requests.RequestException as exc:
-                return False, type(exc).__name__
-            return resp.status_code == 200, f"HTTP {resp.status_code}"
-        return check
+        return http_ready(f"{self.server}/readyz", verify=str(self.pki / "ca.pem"),
+                          headers={"Authorization": f"Bearer {self.tokens['admin']}"})
 
     def node_problem(self) -> str | None:
         """None when the node is Ready, else why not (one clause)."""

@@ -82,15 +82,16 @@ def write_yaml(path: Path, data: dict) -> Path:
     return path
 
 
-def http_ready(url: str, verify: str | bool = True, expect: int = 200, timeout: float = 2.0):
-    """A readiness check: GET ``url`` and expect a status code."""
+def http_ready(url: str, verify: str | bool = True, expect: int = 200, timeout: float = 2.0,
+               headers: dict | None = None, contains: str = ""):
+    """A readiness check: GET ``url`` and expect a status code (and ``contains`` in the body)."""
 
     def check() -> tuple[bool, str]:
         try:
-            r = requests.get(url, timeout=timeout, verify=verify)
+            r = requests.get(url, timeout=timeout, verify=verify, headers=headers)
         except requests.RequestException as exc:
             return False, f"{url}: {type(exc).__name__}"
-        if r.status_code == expect:
+        if r.status_code == expect and contains in r.text:
             return True, "ready"
         return False, f"{url}: HTTP {r.status_code} {r.text.strip()[:120]!r}"
 

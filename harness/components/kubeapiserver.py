@@ -29,10 +29,10 @@ import shutil
 import time
 from pathlib import Path
 
-import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from .base import http_ready
 from ..binaries import BinaryResolver, BinarySpec, GoRecipe
 from ..errors import ComponentError, StackproofError
 from ..ports import free_ports
@@ -148,23 +148,11 @@ class LoopbackControlPlane:
 
     @staticmethod
     def _etcd_ready(url: str):
-        def check() -> tuple[bool, str]:
-            try:
-                r = requests.get(f"{url}/health", timeout=2)
-            except requests.RequestException as exc:
-                return False, type(exc).__name__
-            return r.ok and '"true"' in r.text, r.text[:80]
-        return check
+        return http_ready(f"{url}/health", contains='"true"')
 
     def _api_ready(self):
-        def check() -> tuple[bool, str]:
-            try:
-                r = requests.get(f"{self.server}/readyz", timeout=2, verify=str(self.root / "ca.pem"),
-                                 headers={"Authorization": f"Bearer {self.token}"})
-            except requests.RequestException as exc:
-                return False, type(exc).__name__
-            return r.status_code == 200, f"HTTP {r.status_code}"
-        return check
+        return http_ready(f"{self.server}/readyz", verify=str(self.root / "ca.pem"),
+                          headers={"Authorization": f"Bearer {self.token}"})
 
     def kubeconfig(self) -> dict:
         return {

@@ -50,18 +50,23 @@ def default_kubeconfig() -> Path:
     return Path(listed[0]).expanduser() if listed else Path.home() / ".kube" / "config"
 
 
+def _read_yaml(path: Path, what: str, missing_hint: str = "", not_yaml: str = "not YAML"):
+    """A YAML (or JSON) file's data; one-line :class:`ConfigError` naming ``what`` and the file."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path}: no such file{missing_hint}") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: unreadable ({type(exc).__name__})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path}: {not_yaml} ({one_line(exc, 160)})") from None
+
+
 def load_kubeconfig(path: str | Path) -> dict:
     """The kubeconfig at ``path`` as a dict, with the files it names relative to
     itself made absolute (as kubectl reads them); one-line errors naming the file."""
     path = Path(path).expanduser()
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"kubeconfig {path}: no such file (give one with --kubeconfig or KUBECONFIG)") from None
-    except OSError as exc:
-        raise ConfigError(f"kubeconfig {path}: unreadable ({type(exc).__name__})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"kubeconfig {path}: not YAML ({one_line(exc, 160)})") from None
+    data = _read_yaml(path, "kubeconfig", " (give one with --kubeconfig or KUBECONFIG)")
     if not isinstance(data, dict) or not data.get("clusters"):
         raise ConfigError(f"kubeconfig {path}: expected a mapping with 'clusters', 'users' and 'contexts'")
     for section, key, fields in (("clusters", "cluster", ("certificate-authority",)),
@@ -77,14 +82,7 @@ def load_kubeconfig(path: str | Path) -> dict:
 def load_image_map(path: str | Path) -> dict[str, str]:
     """An image map file, YAML or JSON: ``{upstream ref: ref to use}``, or the same under ``images:``."""
     path = Path(path).expanduser()
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"image map {path}: no such file") from None
-    except OSError as exc:
-        raise ConfigError(f"image map {path}: unreadable ({type(exc).__name__})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"image map {path}: neither YAML nor JSON ({one_line(exc, 160)})") from None
+    data = _read_yaml(path, "image map", not_yaml="neither YAML nor JSON")
     if isinstance(data, dict) and set(data) == {"images"}:
         data = data["images"]
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
