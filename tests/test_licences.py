@@ -10,6 +10,7 @@ import re
 
 from harness.binaries import BinaryResolver
 from harness.components import COMPONENTS, release_builds
+from harness.cluster.kubernetes import SPECS as CLUSTER_SPECS
 from harness.components import kubeapiserver
 from harness.releases import Catalog
 from harness.tools import ACTIONLINT
@@ -40,7 +41,8 @@ def forbidden(module: str) -> bool:
     return module in NOT_TO_USE
 
 
-SPECS = [c.spec for c in COMPONENTS] + [kubeapiserver.SPEC, kubeapiserver.ETCD_SPEC, ACTIONLINT]
+# the platform's components, the local cluster's programs (Kubernetes, etcd, CoreDNS) and the tools
+SPECS = [c.spec for c in COMPONENTS] + list(CLUSTER_SPECS) + [kubeapiserver.SPEC, kubeapiserver.ETCD_SPEC, ACTIONLINT]
 
 
 def _modules(spec, version=None) -> list[str]:
@@ -69,10 +71,33 @@ def test_no_cluster_image_is_a_forbidden_system():
     assert images and [i for i in images if FORBIDDEN_IMAGE.search(i)] == []
 
 
-def test_no_cached_build_was_made_from_a_forbidden_module():
-    """Every wrapper module in the cache (what `make build` made) and its whole dependency graph."""
-    sums = sorted((BinaryResolver().cache / "build").glob("*/go.sum"))
-    assert sums, "no build in the binary cache: run 'make build' first"
-    bad = {p.parent.name: sorted({f[0] for f in map(str.split, p.read_text().splitlines()) if f and forbidden(f[0])})
-           for p in sums}
-    assert {k: v for k, v in bad.items() if v} == {}
+def test_the_local_clusters_images_hold_only_what_the_harness_built_or_debian_ships():
+    """Every file harness/images.py puts in an image is a build of the binary cache
+    (whose module graphs are checked above) or a file of a Debian package (nginx and
+    its libraries, busybox-static, the CA bundle), none of them a forbidden system."""
+    import subprocess
+
+    from harness import images
+
+    cache = str(BinaryResolver().cache)
+    specs = [images.tools_image(), images.gateway_image()]
+    sources = {str(e.source) for s in specs for e in s.entries if e.kind == "file" and e.source is not None}
+    from_debian = sorted(p for p in sources if not p.startswith(cache))
+
+    def owner(path: str) -> str | None:
+        if path == str(images.CA_BUNDLE):  # made by update-ca-certificates from the package's certificates
+            path = "/usr/share/ca-certificates"
+        # usrmerge: dpkg knows /lib/... and /bin/... where the files are reached as /usr/lib/..., /usr/bin/...
+        for candidate in (path, path.removeprefix("/usr")):
+            got = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
+            if got.returncode == 0:
+                return got.stdout.split(":")[0]
+        return None
+
+    owners = {p: owner(p) for p in from_debian}
+    assert [p for p, o in owners.items() if o is None] == [], "files in the images no Debian package owns"
+    packages = set(owners.values())
+    assert {"busybox-static"} <= packages and any(p.startswith("nginx") for p in packages), packages
+    assert not [p for p in packages if re.search(r"loki|mimir|grafana|tempo|k6", p)], packages
+    refs = [s.ref for s in specs]
+    assert all(r.startswith("localhost/stackproof/") for r in refs) and not any(FORBIDDEN_IMAGE.search(r) for r in refs)
