@@ -26,6 +26,7 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -124,11 +125,7 @@ class LocalCluster:
                                                  p.get("stop_signal", signal.SIGTERM))
 
     def _save(self, **extra) -> None:
-        st = {}
-        try:
-            st = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            pass
+        st = self._state()
         st.update(holder_pid=self.ns.holder_pid, tokens=self.tokens,
                   procs={n: p.to_dict() for n, p in self.procs.items()}, **extra)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -426,6 +423,5 @@ class LocalCluster:
         self.procs = {}
         self.ns.holder_pid = 0
         if self.root.exists():
-            import shutil
             shutil.rmtree(self.root, ignore_errors=True)
         return done
