@@ -185,7 +185,12 @@ def test_pytest_run_tears_down_on_interrupt(state_dir, tmp_path, sig):
     proc.send_signal(sig)
     # teardown stops each component gracefully, up to its stop timeout: on a loaded machine
     # (a cluster test on the other worker) that is the bound, not a quick exit
-    out, _ = proc.communicate(timeout=sum(c.stop_timeout for c in COMPONENTS) + 60)
+    try:
+        out, _ = proc.communicate(timeout=sum(c.stop_timeout for c in COMPONENTS) + 60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError("the interrupted run did not end; its last output:\n" + out[-4000:]) from None
     assert proc.returncode != 0
     assert not any(pid_alive(p) for p in pids), out[-3000:]
     assert not platform_dir.exists(), out[-3000:]
