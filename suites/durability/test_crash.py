@@ -56,7 +56,11 @@ def _crash_ns(log, asked_ns: int) -> int:
     in a cluster the SIGKILL comes from a helper pod on the node a second or two later,
     and writes acknowledged meanwhile are from before the crash, not after it."""
     failed = [a.t for a in log.attempts if a.t * 1e9 >= asked_ns and not 200 <= a.status < 300]
-    return int(min(failed) * 1e9) if failed else asked_ns
+    if not failed:
+        return asked_ns
+    # the last acknowledgement before that failure: the store was still alive then
+    acked = [a.t for a in log.attempts if 200 <= a.status < 300 and a.t < min(failed)]
+    return max(asked_ns, int(max(acked) * 1e9)) if acked else asked_ns
 
 
 @pytest.mark.parametrize("victim", SIGNALS, ids=lambda s: f"{s}-store")
