@@ -61,8 +61,10 @@ class LocalKubeProvider(KubeProvider):
         """Build (or find cached) the release's images, import them, map the deployer onto them."""
         made = images.release_images(release, progress=self.say)
         cd = self.cluster.containerd()
+        have = set(cd.images())  # the pod sandbox and the tools came in with the cluster; an upgrade's repeats
         for b in made.archives:
-            cd.import_image(b.archive)
+            if b.ref not in have:
+                cd.import_image(b.archive)
         # the pod sandbox is the node's, not the platform's: the deployer never names it
         self.settings["images"] = {up: local for up, local in made.images.items() if local != made.pause}
         self._deployer = None  # made again with the map
