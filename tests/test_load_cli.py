@@ -211,5 +211,6 @@ def test_web_dashboards_drive_a_run_and_it_stops_by_itself(load_platform, tmp_pa
     (step,) = rec["steps"]
     assert step["users"] == 2
     s = step["signals"]["metrics"]
-    assert s["requests"] > 0 and s["stored"] == s["accepted"] > 0
-    assert "press start there" in err
+    # the run's end cuts a request off in flight: it is unsure, and may be stored
+    assert s["requests"] > 0 and 0 < s["accepted"] <= s["stored"] <= s["accepted"] + s["unsure"]
+    assert s["complete"] and "press start there" in err
