@@ -17,7 +17,17 @@ tested by writing one by hand. Example::
       - {name: team-a, token: "...", account_id: 1}
       - {name: team-b, token: "...", account_id: 2}
       - {name: platform, token: "...", role: system, account_id: 3}
-    capabilities: [metrics, logs, tail]
+    capabilities: [metrics, logs, tail, alerting, log-alerting]
+    alerting:                       # paths with these defaults; intervals in seconds (upstream's defaults)
+      rules_path: /api/v1/rules     # the metrics ruler's rule groups (Cortex, Loki-compatible)
+      alertmanager_config_path: /api/v1/alerts
+      alertmanager_path: /alertmanager        # the Alertmanager v2 API under <this>/api/v2/
+      logs_rules_path: /vmalert     # the log evaluator's reads (<this>/api/v1/rules, alerts); loki: /loki/api/v1/rules
+      evaluation_interval_s: 60     # how often rules are evaluated (metrics and logs)
+      poll_interval_s: 60           # how long until a changed rule group is loaded
+      alertmanager_poll_interval_s: 15    # how long until a changed Alertmanager config is loaded
+      resend_delay_s: 60            # how often a firing alert is sent again to the Alertmanager
+      evaluation_delay_s: 0         # rules read the data of this many seconds before their evaluation
     durability:                     # declared, and proven by the durability suite
       logs: {crash_loss_seconds: 3} # acknowledged seconds a kill -9 may lose (default 0)
       metrics: {object_storage: true}   # data outlives the store's local disk
@@ -44,6 +54,9 @@ KNOWN_CAPABILITIES = {
     "tail",  # live tail of a logs query
     "agent",  # a Prometheus agent remote-writes as the system tenant
     "restart",  # the provider can stop and restart components on the same data
+    "alerting",  # metrics rules (a ruler and its API) and a multi-tenant Alertmanager with its API
+    "log-alerting",  # log rules evaluated per tenant, alerting through the same Alertmanager
+    "alerting-webhook",  # the platform's Alertmanager can reach a receiver on the harness's loopback
 }
 ROLES = ("user", "system", "limited")
 # the logs dialects and the paths each one has unless the target file says otherwise
@@ -53,6 +66,8 @@ LOGS_APIS = {
     "loki": {"push_path": "/loki/api/v1/push", "query_path": "/loki/api/v1", "otlp_path": "/otlp/v1/logs"},
 }
 SIGNALS = ("metrics", "logs")
+# the logs rules path of each dialect (alerting.logs_rules_path)
+LOGS_RULES_PATHS = {"victorialogs": "/vmalert", "loki": "/loki/api/v1/rules"}
 
 
 def logs_fields(api: str) -> dict[str, str]:
@@ -112,6 +127,32 @@ class Durability:
         return {"crash_loss_seconds": self.crash_loss_seconds, "object_storage": self.object_storage}
 
 
+@dataclass(frozen=True)
+class Alerting:
+    """Where a target's rules and Alertmanager APIs are, and how long it takes to act."""
+
+    rules_path: str = "/api/v1/rules"
+    alertmanager_config_path: str = "/api/v1/alerts"
+    alertmanager_path: str = "/alertmanager"
+    logs_rules_path: str | None = None  # None: the logs dialect's default (LOGS_RULES_PATHS)
+    evaluation_interval_s: float = 60.0
+    poll_interval_s: float = 60.0
+    alertmanager_poll_interval_s: float = 15.0
+    resend_delay_s: float = 60.0
+    evaluation_delay_s: float = 0.0  # rules read the data of this many seconds before their evaluation
+
+    PATHS = ("rules_path", "alertmanager_config_path", "alertmanager_path", "logs_rules_path")
+    SECONDS = ("evaluation_interval_s", "poll_interval_s", "alertmanager_poll_interval_s", "resend_delay_s",
+               "evaluation_delay_s")
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in (*self.PATHS, *self.SECONDS) if getattr(self, k) is not None}
+
+    def settle_s(self) -> float:
+        """A bound on how long a changed rule group takes to be evaluated once."""
+        return self.poll_interval_s + 2 * self.evaluation_interval_s + self.evaluation_delay_s
+
+
 @dataclass
 class Target:
     name: str
@@ -141,6 +182,7 @@ class Target:
     object_storage: dict[str, str] | None = None
     # per signal ("metrics", "logs"): what its store declares about acked writes
     durability: dict[str, Durability] = field(default_factory=lambda: {s: Durability() for s in SIGNALS})
+    alerting: Alerting = field(default_factory=Alerting)
     path: Path | None = field(default=None, repr=False, compare=False)
 
     # -- tenants -------------------------------------------------------
@@ -188,6 +230,10 @@ class Target:
         return self.url(self.logs_otlp_path)
 
     @property
+    def logs_rules_url(self) -> str:
+        return self.url(self.alerting.logs_rules_path or LOGS_RULES_PATHS[self.logs_api])
+
+    @property
     def verify(self) -> str | bool:
         """What ``requests`` should pass as ``verify=``."""
         return self.ca_file if self.ca_file else True
@@ -219,6 +265,7 @@ class Target:
         if self.object_storage:
             d["object_storage"] = dict(self.object_storage)
         d["durability"] = {s: dur.to_dict() for s, dur in self.durability.items()}
+        d["alerting"] = self.alerting.to_dict()
         return d
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -267,7 +314,8 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
 
     known = {"name", "provider", "release", "gateway_url", "ca_file", "metrics", "logs",
-             "tenants", "capabilities", "components", "limits", "logs_dir", "object_storage", "durability"}
+             "tenants", "capabilities", "components", "limits", "logs_dir", "object_storage", "durability",
+             "alerting"}
     for key in data:
         if key not in known:
             raise bad(str(key), f"is not a target field (known: {', '.join(sorted(known))})")
@@ -374,6 +422,7 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
                 raise bad(f"tenants[{i}].account_id", "is missing: the victorialogs logs api needs a numeric "
                           "account id for every tenant (the AccountID the gateway sets for its token)")
     durability = _parse_durability(data.get("durability"), bad)
+    alerting = _parse_alerting(data.get("alerting"), bad)
 
     components = data.get("components", {}) or {}
     if not isinstance(components, dict) or not all(isinstance(v, str) for v in components.values()):
@@ -409,6 +458,7 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
         logs_dir=logs_dir,
         object_storage=object_storage,
         durability=durability,
+        alerting=alerting,
         logs_api=logs_api,
         **kwargs,
     )
@@ -436,3 +486,22 @@ def _parse_durability(raw: Any, bad) -> dict[str, Durability]:
             raise bad(f"durability.{sig}.object_storage", f"must be true or false, got {bucket!r}")
         out[sig] = Durability(float(loss), bucket)
     return out
+
+
+def _parse_alerting(raw: Any, bad) -> Alerting:
+    if raw is None:
+        return Alerting()
+    if not isinstance(raw, dict):
+        raise bad("alerting", "must be a mapping of paths and intervals")
+    known = (*Alerting.PATHS, *Alerting.SECONDS)
+    out = {}
+    for k, v in raw.items():
+        if k not in known:
+            raise bad(f"alerting.{k}", f"is not known (known: {', '.join(known)})")
+        if k in Alerting.PATHS:
+            if not isinstance(v, str) or not v.startswith("/"):
+                raise bad(f"alerting.{k}", f"must be a path starting with '/', got {v!r}")
+        elif not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or (v == 0 and k != "evaluation_delay_s"):
+            raise bad(f"alerting.{k}", f"must be a number of seconds > 0, got {v!r}")
+        out[k] = float(v) if k in Alerting.SECONDS else v
+    return Alerting(**out)

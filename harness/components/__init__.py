@@ -6,16 +6,17 @@ The catalog is :data:`COMPONENTS`, in start order. Everything else finds a
 component by its role (:func:`by_role`): a new logs or metrics store is one
 module here plus its entry in the catalog and its key in ``releases.yaml``."""
 
-from .base import (GATEWAY, LOGS_STORE, METRICS_STORE, OBJECT_STORE, ROLES, SENDER, Component, PlatformContext,
-                   Route, StoreAPI, http_ready)
+from .base import (GATEWAY, LOGS_RULER, LOGS_STORE, METRICS_STORE, OBJECT_STORE, ROLES, SENDER, Component,
+                   PlatformContext, Route, StoreAPI, http_ready)
 from .cortex import Cortex
 from .gateway import Gateway
 from .prometheus import PrometheusAgent
 from .s3 import S3Server
 from .victorialogs import VictoriaLogs
+from .vmalert import VMAlert
 
 # start order; stop order is the reverse
-COMPONENTS: tuple[Component, ...] = (S3Server(), Cortex(), VictoriaLogs(), Gateway(), PrometheusAgent())
+COMPONENTS: tuple[Component, ...] = (S3Server(), Cortex(), VictoriaLogs(), VMAlert(), Gateway(), PrometheusAgent())
 BY_NAME = {c.name: c for c in COMPONENTS}
 
 
@@ -30,6 +31,16 @@ def by_role(role: str) -> Component:
 def stores() -> list[Component]:
     """The stores the gateway fronts, metrics first."""
     return [by_role(METRICS_STORE), by_role(LOGS_STORE)]
+
+
+def instances(tenants, components=COMPONENTS) -> list[Component]:
+    """The processes of ``components`` in start order: a per-tenant one once for each tenant."""
+    return [i for c in components for i in ([c.for_tenant(t) for t in tenants] if c.per_tenant else [c])]
+
+
+def fronted() -> list[Component]:
+    """What the gateway passes requests to: the stores, then the logs rule evaluator."""
+    return [*stores(), by_role(LOGS_RULER)]
 
 
 # the store of each signal, by role
@@ -53,7 +64,7 @@ def release_builds(release) -> list[tuple[Component, str]]:
             if c.release_key and not c.spec.system_names]
 
 
-__all__ = ["COMPONENTS", "BY_NAME", "by_role", "stores", "scraped", "bucket_stores", "SIGNAL_ROLES", "release_builds",
-           "Component",
-           "PlatformContext", "Route", "StoreAPI", "http_ready", "ROLES", "METRICS_STORE", "LOGS_STORE", "GATEWAY",
-           "SENDER", "OBJECT_STORE", "Cortex", "VictoriaLogs", "Gateway", "PrometheusAgent", "S3Server"]
+__all__ = ["COMPONENTS", "BY_NAME", "by_role", "stores", "instances", "fronted", "LOGS_RULER", "VMAlert", "scraped",
+           "bucket_stores", "SIGNAL_ROLES", "release_builds", "Component", "PlatformContext", "Route", "StoreAPI",
+           "http_ready", "ROLES", "METRICS_STORE", "LOGS_STORE", "GATEWAY", "SENDER", "OBJECT_STORE", "Cortex",
+           "VictoriaLogs", "Gateway", "PrometheusAgent", "S3Server"]

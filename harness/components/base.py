@@ -5,6 +5,7 @@ component from what it declares and names none."""
 
 from __future__ import annotations
 
+import copy
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +106,9 @@ LOGS_STORE = "logs-store"
 GATEWAY = "gateway"
 SENDER = "sender"
 OBJECT_STORE = "object-store"
-ROLES = (OBJECT_STORE, METRICS_STORE, LOGS_STORE, GATEWAY, SENDER)
+# evaluates the logs store's rules (the metrics store has its own ruler), per tenant
+LOGS_RULER = "logs-ruler"
+ROLES = (OBJECT_STORE, METRICS_STORE, LOGS_STORE, LOGS_RULER, GATEWAY, SENDER)
 
 
 @dataclass(frozen=True)
@@ -173,12 +176,30 @@ class Component:
     stop_signal: int = signal.SIGTERM
     stop_timeout: float = 60.0
     ready_timeout: float = 120.0
+    # one process per tenant (its name and port ``<name>-<tenant>``), made by :meth:`for_tenant`
+    per_tenant: bool = False
+    tenant: Tenant | None = None  # the tenant of one such instance
+    _template = ""  # an instance's component in the catalog
+
+    @property
+    def template_name(self) -> str:
+        """The catalog's name of this component (for an instance: of the component it is one of)."""
+        return self._template or self.name
 
     version_flag = "-version"  # prints the version the build stamped
 
     def reported_version(self, version: str) -> str:
         """What ``version_flag`` prints for a build of ``version`` (as upstream's release builds say it)."""
         return f"version {version} "
+
+    def for_tenant(self, tenant: Tenant) -> "Component":
+        """The instance of a per-tenant component that serves ``tenant``."""
+        inst = copy.copy(self)
+        inst.tenant = tenant
+        inst._template = self.name
+        inst.name = f"{self.name}-{tenant.name}"
+        inst.port_names = (inst.name,)
+        return inst
 
     def enabled(self, storage: dict) -> bool:
         """Whether this platform runs the component at all (e.g. the S3 server)."""
@@ -243,6 +264,8 @@ class StoreAPI:
     # seconds of acknowledged writes a kill -9 may lose, as this platform
     # configures the store (0: a write-ahead log replays every acked write)
     crash_loss_seconds: float = 0.0
+    # buckets beside the store's own (named by it), e.g. Cortex's rule and alert stores
+    extra_buckets: tuple[str, ...] = ()
 
 
 class Store(StoreAPI, Component):
@@ -261,6 +284,12 @@ class Store(StoreAPI, Component):
         (ctx.bucket_dir / self.name).mkdir(parents=True, exist_ok=True)
         write_yaml(ctx.config_dir / f"{self.name}.yaml", self.config(ctx, version))
         write_yaml(ctx.config_dir / f"{self.name}-overrides.yaml", {"overrides": ctx.overrides.get(self.name, {})})
+        for name, text in self.extra_files(ctx).items():
+            (ctx.config_dir / name).write_text(text)
+
+    def extra_files(self, ctx: PlatformContext) -> dict[str, str]:
+        """Further files of its configuration (under ``config/``): name -> text. Never a secret."""
+        return {}
 
     def args(self, ctx: PlatformContext, binary: Path, version: str | None) -> list[str]:
         return [str(binary), f"-config.file={ctx.config_dir / f'{self.name}.yaml'}"]
@@ -268,7 +297,8 @@ class Store(StoreAPI, Component):
     def cluster_files(self, ctx: PlatformContext, version: str | None) -> dict[str, str]:
         return {f"{self.name}.yaml": yaml.safe_dump(self.config(ctx, version), sort_keys=False),
                 f"{self.name}-overrides.yaml": yaml.safe_dump({"overrides": ctx.overrides.get(self.name, {})},
-                                                              sort_keys=False)}
+                                                              sort_keys=False),
+                **self.extra_files(ctx)}
 
     def ready_check(self, ctx: PlatformContext):
         return http_ready(f"{ctx.url(self.name)}/ready")

@@ -28,6 +28,11 @@ SPEC = BinarySpec(
 )
 
 MSG_SIZE = 100 << 20
+# the ruler's and the Alertmanager's intervals on the platforms stackproof builds (upstream: 1m
+# evaluation, 1m rule polling, 15s Alertmanager config polling, 1m resend)
+EVALUATION_INTERVAL_S = 1
+POLL_INTERVAL_S = 1
+RESEND_DELAY_S = 1
 
 
 class Cortex(Store):
@@ -36,10 +41,19 @@ class Cortex(Store):
     release_key = "cortex"
     spec = SPEC
     port_names = ("cortex", "cortex-grpc")
-    data_subdirs = ("tsdb", "tsdb-sync", "compactor", "rules", "rules-tmp", "alerts")
+    data_subdirs = ("tsdb", "tsdb-sync", "compactor", "rules", "rules-tmp", "alerts", "alertmanager")
+    # the rule store and the Alertmanager config store, in buckets of their own: in Cortex's
+    # blocks bucket every top-level directory is taken for a tenant's blocks
+    extra_buckets = ("cortex-rules", "cortex-alerts")
+    # what the target file publishes (alerting)
+    alerting = {"evaluation_interval_s": EVALUATION_INTERVAL_S, "poll_interval_s": POLL_INTERVAL_S,
+                "alertmanager_poll_interval_s": POLL_INTERVAL_S, "resend_delay_s": RESEND_DELAY_S}
     ready_timeout = 120.0
-    # remote write and the PromQL API (Prometheus' own paths under /prometheus)
-    routes = (Route("= /api/v1/push"), Route("/prometheus/"))
+    # remote write and the PromQL API (Prometheus' own paths under /prometheus, with the
+    # ruler's rules and alerts reads), the ruler's config API, the Alertmanager's config
+    # API and its v2 API (alerts, silences)
+    routes = (Route("= /api/v1/push"), Route("/prometheus/"), Route("~ ^/api/v1/rules(/|$)"),
+              Route("= /api/v1/alerts"), Route("/alertmanager/api/v2/"))
     tenant_headers = {"X-Scope-OrgID": "$stackproof_tenant"}
     # the official image (Alpine, runs as root); upstream's usual ports
     cluster = ClusterShape(
@@ -96,11 +110,33 @@ class Cortex(Store):
             "compactor": {"data_dir": str(d / "compactor"), "sharding_ring": ring, "cleanup_interval": "1m"},
             "store_gateway": {"sharding_ring": {**ring, "replication_factor": 1}},
             "frontend_worker": {"match_max_concurrent": True},
-            "ruler": {"enable_api": True, "rule_path": str(d / "rules-tmp")},
-            "ruler_storage": {"backend": "local", "local": {"directory": str(d / "rules")}},
-            # no gossip cluster: it would listen on 0.0.0.0:9094, one platform per machine
-            "alertmanager": {"external_url": f"http://{ctx.host}/alertmanager", "cluster": {"listen_address": ""}},
-            "alertmanager_storage": {"backend": "local", "local": {"path": str(d / "alerts")}},
+            # rules and Alertmanager configs through their APIs: writable stores (the 'local'
+            # backend is read-only), in the platform's bucket when it has its own S3, else on disk.
+            # Both releases read these YAML names; only the flags were renamed in 1.21
+            # (-experimental.ruler.enable-api became -ruler.enable-api)
+            "ruler": {
+                "enable_api": True,
+                "rule_path": str(d / "rules-tmp"),
+                "alertmanager_url": f"http://{ctx.host_for('cortex')}:{ctx.ports['cortex']}/alertmanager",
+                # short intervals, published in the target file (alerting), so checks wait seconds
+                "evaluation_interval": f"{EVALUATION_INTERVAL_S}s",
+                "poll_interval": f"{POLL_INTERVAL_S}s",
+                "resend_delay": f"{RESEND_DELAY_S}s",
+                "alertmanager_refresh_interval": "10s",
+            },
+            "ruler_storage": self.side_store(ctx, "rules", "cortex-rules"),
+            "alertmanager": {
+                "enable_api": True,
+                "data_dir": str(d / "alertmanager"),
+                "poll_interval": f"{POLL_INTERVAL_S}s",
+                # a tenant without a config of its own gets this one (its alerts go nowhere), so
+                # every tenant's Alertmanager API answers
+                "fallback_config_file": str(ctx.config_dir / "alertmanager-fallback.yaml"),
+                "external_url": f"http://{ctx.host_for('cortex')}:{ctx.ports['cortex']}/alertmanager",
+                # no gossip cluster: it would listen on 0.0.0.0:9094, one platform per machine
+                "cluster": {"listen_address": ""},
+            },
+            "alertmanager_storage": self.side_store(ctx, "alerts", "cortex-alerts"),
             "limits": {
                 "max_label_names_per_series": DEFAULT_LIMITS["metrics_max_label_names_per_series"],
                 "max_label_value_length": DEFAULT_LIMITS["metrics_max_label_value_length"],
@@ -124,6 +160,20 @@ class Cortex(Store):
                 s3.update(access_key_id=st["access_key_id"], secret_access_key=st["secret_access_key"])
             return {"backend": "s3", "s3": s3}
         return {"backend": "filesystem", "filesystem": {"dir": str(ctx.bucket_dir / "cortex")}}
+
+    def extra_files(self, ctx: PlatformContext) -> dict[str, str]:
+        # the Alertmanager config of a tenant without its own: one receiver that sends nowhere
+        return {"alertmanager-fallback.yaml": "route: {receiver: discard}\nreceivers: [{name: discard}]\n"}
+
+    @staticmethod
+    def side_store(ctx: PlatformContext, subdir: str, bucket: str) -> dict:
+        """The ruler's or the Alertmanager's store: the bucket ``bucket`` of the platform's own
+        S3 server, else a directory (in a cloud account: on the volume, beside the head block)."""
+        st = ctx.storage
+        if st.get("type") == "s3" and not st.get("bucket"):
+            cfg = Cortex.bucket_config(ctx)
+            return {**cfg, "s3": {**cfg["s3"], "bucket_name": bucket}}
+        return {"backend": "filesystem", "filesystem": {"dir": str(ctx.data_dir / "cortex" / subdir)}}
 
     @staticmethod
     def cloud_bucket_config(st: dict) -> dict:

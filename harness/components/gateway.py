@@ -49,10 +49,10 @@ def render_token_maps(tenants) -> str:
             + block("stackproof_account", lambda t: "" if t.account_id is None else t.account_id))
 
 
-def _locations(store, auth: str) -> str:
-    """The nginx locations of one store: its routes, with the tenant headers set
-    by the gateway (a header set to "" is removed from what the client sent),
-    and its refused prefixes."""
+def _locations(store, auth: str, upstream: str) -> str:
+    """The nginx locations of one store: its routes to ``upstream``, with the tenant
+    headers set by the gateway (a header set to "" is removed from what the client
+    sent), and its refused prefixes."""
     headers = "".join(f'\n            proxy_set_header {k} "{v}";' for k, v in store.tenant_headers.items())
     out = []
     for route in store.routes:
@@ -65,7 +65,7 @@ def _locations(store, auth: str) -> str:
             proxy_set_header Host $host;
             proxy_set_header Connection "";
             proxy_http_version 1.1;{stream}
-            proxy_pass http://{store.name};
+            proxy_pass http://{upstream};
         }}""")
     for prefix in store.refused:
         out.append(f"""
@@ -73,6 +73,38 @@ def _locations(store, auth: str) -> str:
             return 403 "403 Forbidden: {prefix} is not offered to tenants\\n";
         }}""")
     return "".join(out)
+
+
+def _upstream(name: str, ctx: PlatformContext) -> str:
+    return f"    upstream {name} {{ server {ctx.host_for(name)}:{ctx.ports[name]}; keepalive 32; }}"
+
+
+def _fronted(ctx: PlatformContext) -> tuple[list[str], list[str], str]:
+    """(upstream blocks, location blocks, tenant maps) of what the gateway fronts. A
+    per-tenant component's instance is chosen by the token's tenant (a map to its
+    upstream's name, so no resolver is needed); one that does not run here (no port
+    of it in ``ctx.ports``) has no routes at all: its paths are 404."""
+    from . import fronted  # the catalog imports this module
+
+    upstreams, locations, maps = [], [], []
+    for c in fronted():
+        if not c.per_tenant:
+            upstreams.append(_upstream(c.name, ctx))
+            locations.append(_locations(c, AUTH, c.name))
+            continue
+        mine = [(t, c.for_tenant(t).name) for t in ctx.tenants if c.for_tenant(t).name in ctx.ports]
+        if not mine:
+            continue
+        var = "stackproof_" + c.name.replace("-", "_")
+        upstreams += [_upstream(name, ctx) for _, name in mine]
+        rows = "\n".join(f'        "{t.name}" "{name}";' for t, name in mine)
+        maps.append(f"    map $stackproof_tenant ${var} {{\n        default \"\";\n{rows}\n    }}")
+        locations.append(_locations(c, AUTH, f"${var}"))
+    return upstreams, locations, "\n".join(maps)
+
+
+AUTH = """
+            if ($stackproof_tenant = "") { return 401 "401 Unauthorized: a known bearer token is required\\n"; }"""
 
 
 def render_nginx_conf(ctx: PlatformContext, config_version: str | None = None, *,
@@ -84,8 +116,6 @@ def render_nginx_conf(ctx: PlatformContext, config_version: str | None = None, *
     ``token_map_file`` is included instead (a Secret, so this file holds no
     token), ``run_as_root`` is decided, and ``health_port`` adds a plain-HTTP
     ``/healthz`` server for the kubelet's probes."""
-    from . import stores  # the catalog imports this module
-
     tmp = ctx.data_dir / "gateway"
     logs = ctx.logs_dir
     token_maps = f"    include {token_map_file};" if token_map_file else render_token_maps(ctx.tenants)
@@ -98,12 +128,8 @@ def render_nginx_conf(ctx: PlatformContext, config_version: str | None = None, *
         location = /healthz {{ return 200 "ok\\n"; }}
         location / {{ return 404; }}
     }}"""
-    auth = """
-            if ($stackproof_tenant = "") { return 401 "401 Unauthorized: a known bearer token is required\\n"; }"""
-    upstreams = "\n".join(f"    upstream {c.name} {{ server {ctx.host_for(c.name)}:{ctx.ports[c.name]}; "
-                          "keepalive 32; }"
-                          for c in stores())
-    locations = "".join(_locations(c, auth) for c in stores())
+    upstream_blocks, location_blocks, tenant_maps = _fronted(ctx)
+    upstreams, locations = "\n".join(upstream_blocks), "".join(location_blocks)
     return f"""# stackproof gateway, config version {config_version or '1'}; generated, do not edit
 {user}worker_processes 1;
 pid {tmp / 'nginx.pid'};
@@ -121,6 +147,7 @@ http {{
 
     # the token decides the tenant; nothing the client sends can
 {token_maps}
+{tenant_maps}
     # no Authorization header in here: tokens never reach a log
     log_format stackproof '$remote_addr [$time_iso8601] tenant=$stackproof_tenant "$request_method $uri" '
                           '$status $body_bytes_sent $request_length $request_time';
@@ -138,7 +165,7 @@ http {{
         client_body_buffer_size 1m;
         add_header WWW-Authenticate 'Bearer realm="stackproof"' always;
 {locations}
-        location / {{{auth}
+        location / {{{AUTH}
             return 404 "404 Not Found: not a stackproof gateway path\\n";
         }}
     }}{health}

@@ -56,9 +56,9 @@ class S3Server(Component):
 
     @staticmethod
     def buckets() -> tuple[str, ...]:
-        """One bucket per store that keeps its data in object storage."""
+        """One bucket per store that keeps its data in object storage, and the extra ones it names."""
         from . import stores  # the catalog imports this module
-        return tuple(c.name for c in stores() if c.uses_bucket)
+        return tuple(b for c in stores() if c.uses_bucket for b in (c.name, *c.extra_buckets))
 
     def enabled(self, storage: dict) -> bool:
         # a cloud account's bucket (``bucket`` given) needs no server of ours

@@ -90,3 +90,18 @@ class Provider(ABC):
     def remove_local_data(self, name: str) -> list[str]:
         """Delete a stopped component's local disk (not the bucket)."""
         self._cannot("remove a component's local data")
+
+    # -- log rule groups (capability 'log-alerting' on a logs store without a rules API) --------
+    # The logs rule evaluator (vmalert) has no write API: the provider that runs it keeps each
+    # tenant's rule files, one per namespace (a YAML document with 'groups'), and it reloads them.
+    def set_log_rules(self, tenant: str, namespace: str, text: str) -> None:
+        """Install (or replace) ``tenant``'s rule file ``namespace``; a bad file is refused, one line."""
+        self._cannot("keep log rule groups")
+
+    def log_rules(self, tenant: str) -> dict[str, str]:
+        """``tenant``'s rule files: namespace -> YAML text."""
+        self._cannot("keep log rule groups")
+
+    def delete_log_rules(self, tenant: str, namespace: str) -> None:
+        """Remove ``tenant``'s rule file ``namespace`` (no error if there is none)."""
+        self._cannot("keep log rule groups")

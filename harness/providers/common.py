@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 
 from ..components import SIGNAL_ROLES, by_role
-from ..target import DEFAULT_LIMITS, Durability, Tenant
+from ..target import DEFAULT_LIMITS, Alerting, Durability, Tenant
 
 # tenants every platform stackproof builds has; 'limited' has deliberately low
 # ingestion limits. The account id is the logs store's numeric tenant
@@ -43,6 +43,21 @@ def declared_durability() -> dict[str, Durability]:
     the store, and whether its data is in object storage (else on its volume)."""
     return {signal: Durability(by_role(role).crash_loss_seconds, by_role(role).uses_bucket)
             for signal, role in SIGNAL_ROLES.items()}
+
+
+# what the platforms stackproof builds offer for alerting: the metrics store's ruler and
+# Alertmanager, log rules per tenant, and (the receiver on this machine's loopback) a webhook
+ALERTING_CAPABILITIES = ("alerting", "log-alerting", "alerting-webhook")
+
+
+def declared_alerting() -> Alerting:
+    """The rules and Alertmanager intervals of the platforms stackproof builds: each the
+    slower of the metrics store's ruler and the logs rule evaluator, which declare them."""
+    from ..components import LOGS_RULER, METRICS_STORE
+    declared = [by_role(METRICS_STORE).alerting, by_role(LOGS_RULER).alerting]
+    keys = {k for d in declared for k in d}
+    return Alerting(logs_rules_path=by_role(LOGS_RULER).reads_path,
+                    **{k: float(max(d.get(k, 0) for d in declared)) for k in keys})
 
 
 def state_root() -> Path:

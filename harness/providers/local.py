@@ -20,8 +20,10 @@ from typing import Callable
 
 from .. import say
 from ..binaries import BinaryResolver
-from ..components import COMPONENTS, LOGS_STORE, ROLES, SIGNAL_ROLES, Component, PlatformContext, by_role
+from ..components import (COMPONENTS, LOGS_RULER, LOGS_STORE, ROLES, SIGNAL_ROLES, Component, PlatformContext, by_role,
+                          instances)
 from ..components.s3 import S3Server, new_credentials
+from ..components.vmalert import BASE_RULES, check_groups, check_namespace, vmalert_dry_run
 from ..errors import StackproofError
 from ..ports import free_ports, require_free
 from ..procs import Supervised
@@ -29,7 +31,8 @@ from ..releases import Release
 from ..target import DEFAULT_LIMITS, Target, logs_fields
 from ..tls import TLSFiles, write_platform_pki
 from .base import READY, STARTING, STOPPING, Provider, SwapHook, read_state, write_state
-from .common import declared_durability, limited_overrides, new_tenants, state_root
+from .common import (ALERTING_CAPABILITIES, declared_alerting, declared_durability, limited_overrides, new_tenants,
+                     state_root)
 
 STORAGE_TYPES = ("filesystem", "s3")
 
@@ -130,14 +133,14 @@ class LocalProvider(Provider):
         self.procs = {}
         for sub in ("config", "data", "logs", "tls"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        names = [n for c in COMPONENTS for n in c.port_names]
+        tenants = new_tenants()
+        names = [n for c in instances(tenants) for n in c.port_names]
         if self.gateway_port:
             require_free(self.gateway_port, "the gateway")
         ports = dict(zip(names, free_ports(len(names))))
         if self.gateway_port:
             ports["gateway"] = self.gateway_port
         tls = write_platform_pki(self.root / "tls", self.platform)
-        tenants = new_tenants()
         overrides = limited_overrides(tenants)
         self.state = {"platform": self.platform, "created": time.time(), "ports": ports,
                       "tls": [str(tls.ca_cert), str(tls.server_cert), str(tls.server_key)],
@@ -145,11 +148,12 @@ class LocalProvider(Provider):
         target = Target(
             name=self.platform, provider="local", gateway_url=f"https://127.0.0.1:{ports['gateway']}",
             tenants=tenants, ca_file=str(tls.ca_cert),
-            capabilities=["metrics", "logs", "tail", "agent", "restart"],
-            components={c.name: c.endpoint(self._ctx_for(ports, tls, tenants)) for c in self.active()},
+            capabilities=["metrics", "logs", "tail", "agent", "restart", *ALERTING_CAPABILITIES],
+            components={c.name: c.endpoint(self._ctx_for(ports, tls, tenants)) for c in self.active(tenants)},
             limits=dict(DEFAULT_LIMITS), logs_dir=str(self.root / "logs"),
             object_storage=self._published_storage(ports),
             durability=declared_durability(),
+            alerting=declared_alerting(),
             **logs_fields(by_role(LOGS_STORE).dialect),
         )
         target.save(self.target_file)
@@ -172,18 +176,22 @@ class LocalProvider(Provider):
                     **named}
         return {"type": "filesystem", "path": str(self.root / "data" / "bucket"), **named}
 
-    def active(self) -> list[Component]:
-        """The components this platform runs (the S3 server only with S3 storage)."""
+    def active(self, tenants=None) -> list[Component]:
+        """The processes this platform runs, in start order (the S3 server only with S3
+        storage; a per-tenant component once for each of ``tenants``, else the target's)."""
         storage = (self.state or {}).get("storage", {"type": self.storage_type})
-        return [c for c in COMPONENTS if c.enabled(storage)]
+        if tenants is None:
+            tenants = Target.load(self.target_file).tenants if self.target_file.is_file() else []
+        return instances(tenants, [c for c in COMPONENTS if c.enabled(storage)])
 
     def _ctx_for(self, ports, tls, tenants) -> PlatformContext:
         return PlatformContext(name=self.platform, root=self.root, ports=ports, tenants=tenants, tls=tls)
 
     def resolve_binaries(self, release: Release) -> dict[str, tuple[Path, str | None]]:
-        """Find or build every binary of ``release`` before anything starts."""
+        """Find or build every binary of ``release`` before anything starts (by the catalog's names)."""
         out = {}
-        for c in self.active():
+        storage = (self.state or {}).get("storage", {"type": self.storage_type})
+        for c in (c for c in COMPONENTS if c.enabled(storage)):
             version = release.version(c.release_key) if c.release_key else getattr(c, "version", None)
             binary_version = None if c.spec.system_names else version
             resolved = self.resolver.resolve(c.spec, binary_version)
@@ -200,7 +208,7 @@ class LocalProvider(Provider):
             t0 = time.monotonic()
             try:
                 for c in self.active():
-                    binary, version = binaries[c.name]
+                    binary, version = binaries[c.template_name]
                     self._start(c, ctx, binary, version)
             except BaseException:
                 self.say("start-up failed: stopping what was started")
@@ -248,7 +256,7 @@ class LocalProvider(Provider):
             binaries = self.resolve_binaries(release)
             ctx = self.context()
             for c in self.active():
-                binary, version = binaries[c.name]
+                binary, version = binaries[c.template_name]
                 old = self.state.get("components", {}).get(c.name, {}).get("version")
                 if old == version and c.name in self.procs and self.procs[c.name].alive():
                     continue
@@ -272,45 +280,85 @@ class LocalProvider(Provider):
             return target
 
     # -- single components, on the same data ------------------------------
-    @staticmethod
-    def _by_role(role: str) -> Component:
+    # a role's processes: one, or one per tenant (the logs rule evaluator), acted on together
+    def _of_role(self, role: str) -> list[Component]:
         if role not in ROLES:
             raise StackproofError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-        return by_role(role)
+        return [c for c in self.active() if c.role == role]
 
     def stop_component(self, role: str) -> str:
         self._attach_all()
-        c = self._by_role(role)
-        return self.procs[c.name].stop(c.stop_timeout)
+        return ", ".join(self.procs[c.name].stop(c.stop_timeout) for c in self._of_role(role))
 
     def kill_component(self, role: str) -> None:
         self._attach_all()
-        self.procs[self._by_role(role).name].kill()
+        for c in self._of_role(role):
+            self.procs[c.name].kill()
 
     def start_component(self, role: str) -> float:
-        """Start a stopped component again on its data, same version."""
+        """Start a stopped component again on its data, same version; seconds until the last is ready."""
         self._attach_all()
-        c = self._by_role(role)
-        comp = self.state["components"][c.name]
-        if self.procs.get(c.name) and self.procs[c.name].alive():
-            raise StackproofError(f"{c.name} ({role}) is already running")
-        return self._start(c, self.context(), Path(comp["binary"]), comp.get("version"))
+        cs = self._of_role(role)
+        for c in cs:
+            if self.procs.get(c.name) and self.procs[c.name].alive():
+                raise StackproofError(f"{c.name} ({role}) is already running")
+        ctx = self.context()
+        return sum(self._start(c, ctx, Path(self.state["components"][c.name]["binary"]),
+                               self.state["components"][c.name].get("version")) for c in cs)
 
     def remove_local_data(self, role: str) -> list[str]:
         self._attach_all()
-        c = self._by_role(role)
-        if self.procs.get(c.name) and self.procs[c.name].alive():
-            raise StackproofError(f"{c.name} ({role}) is running; stop it before removing its local data")
         removed = []
-        for d in c.data_dirs(self.context()):
-            if d.exists():
-                shutil.rmtree(d)
-                removed.append(str(d))
+        for c in self._of_role(role):
+            if self.procs.get(c.name) and self.procs[c.name].alive():
+                raise StackproofError(f"{c.name} ({role}) is running; stop it before removing its local data")
+            for d in c.data_dirs(self.context()):
+                if d.exists():
+                    shutil.rmtree(d)
+                    removed.append(str(d))
         return removed
 
     def restart_component(self, role: str) -> float:
         self.stop_component(role)
         return self.start_component(role)
+
+    # -- log rule groups: files the tenant's vmalert reads -------------------
+    def _rules_dir(self, tenant: str) -> Path:
+        self._attach_all()
+        (inst,) = [c for c in self._of_role(LOGS_RULER) if c.tenant.name == tenant] or [None]
+        if inst is None:
+            raise StackproofError(f"platform {self.platform!r} has no tenant {tenant!r} with a log rule evaluator")
+        return inst.rules_dir(self.context())
+
+    def set_log_rules(self, tenant: str, namespace: str, text: str) -> None:
+        try:
+            path = self._rules_dir(tenant) / f"{check_namespace(namespace)}.yml"
+            check_groups(text)
+        except ValueError as exc:
+            raise StackproofError(f"log rules {namespace!r} of {tenant}: {exc}") from None
+        # what vmalert would refuse at its next reload (a LogsQL syntax error, an unknown
+        # field, a duplicate group) is refused here, by the same binary, before it is installed
+        binary = Path(self.state["components"][f"vmalert-{tenant}"]["binary"])
+        tmp = path.with_name(f".{path.name}.new")
+        tmp.write_text(text)
+        try:
+            problem = vmalert_dry_run(binary, tmp)
+            if problem:
+                raise StackproofError(f"log rules {namespace!r} of {tenant}: {problem}")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def log_rules(self, tenant: str) -> dict[str, str]:
+        d = self._rules_dir(tenant)
+        return {p.stem: p.read_text() for p in sorted(d.glob("*.yml")) if p.stem != BASE_RULES}
+
+    def delete_log_rules(self, tenant: str, namespace: str) -> None:
+        try:
+            path = self._rules_dir(tenant) / f"{check_namespace(namespace)}.yml"
+        except ValueError as exc:
+            raise StackproofError(f"log rules of {tenant}: {exc}") from None
+        path.unlink(missing_ok=True)
 
     # -- teardown and status ---------------------------------------------
     def destroy(self, keep_data: bool = False) -> dict[str, str]:

@@ -32,14 +32,17 @@ from ...releases import Release
 from ...components import LOGS_STORE, ROLES, SIGNAL_ROLES, Component, by_role
 from ...target import DEFAULT_LIMITS, Target, Tenant, logs_fields
 from ..base import READY, STARTING, STOPPING, SwapHook
-from ..common import declared_durability, new_tenants, state_root
+from ..common import declared_alerting, declared_durability, new_tenants, state_root
 from .client import ApiError, KubeApi
 from .manifests import (OBJECT_STORAGE_SECRET, PART_OF, TENANTS_SECRET, TLS_SECRET, PlatformManifests, version_of)
 from .pki import GatewayPKI
 
 # what a target made by this deployer can do: both signals, live tail through the gateway, the platform's own
 # agent as a real sender, and single components stopped, killed and started by the provider
-CAPABILITIES = ["metrics", "logs", "tail", "agent", "restart"]
+# the metrics store's ruler and Alertmanager run in the cluster as they do locally; the log rule
+# evaluator (vmalert) has no cluster shape yet, and no receiver on the harness's machine is known
+# to be reachable from a cluster's pods: no 'log-alerting', no 'alerting-webhook'
+CAPABILITIES = ["metrics", "logs", "tail", "agent", "restart", "alerting"]
 
 
 def _subset(live, wanted) -> bool:
@@ -325,6 +328,7 @@ class KubeDeployer(PlatformManifests):
         return Target(name=self.platform, provider=self.provider, gateway_url=f"https://{host}{port}",
                       tenants=list(self.tenants), ca_file=str(ca), capabilities=list(CAPABILITIES),
                       release=release.name, limits=dict(DEFAULT_LIMITS), durability=declared_durability(),
+                      alerting=declared_alerting(),
                       object_storage=self._published_storage(), **logs_fields(by_role(LOGS_STORE).dialect))
 
     @staticmethod
