@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness import __version__
-from harness.summary import PROP_CHECK, PROP_UPGRADE, PROP_VISIBILITY, summarize
+from harness.summary import PROP_CHECK, PROP_LATENCY, PROP_NOTIFICATIONS, PROP_UPGRADE, PROP_VISIBILITY, summarize
 
 from reports.upgrade import write_upgrade_report
 from harness.target import Target
@@ -47,7 +47,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
-        config.stash[STATE] = {"started": time.time(), "tests": {}, "checks": 0, "latencies": {}}
+        config.stash[STATE] = {"started": time.time(), "tests": {}, "checks": 0, "latencies": {},
+                               "other_latencies": {}, "notifications": []}
 
 
 class _Collector:
@@ -61,6 +62,10 @@ class _Collector:
                 state["checks"] += 1
             elif key == PROP_VISIBILITY:
                 state["latencies"].setdefault(value["signal"], []).append(value["seconds"])
+            elif key == PROP_LATENCY:
+                state["other_latencies"].setdefault(value["what"], []).append(value["seconds"])
+            elif key == PROP_NOTIFICATIONS:
+                state["notifications"].append(value)
             elif key == PROP_UPGRADE and report.when == "call":
                 out = Path(self.config.option.stackproof_results or "results")
                 j, h = write_upgrade_report(out, value)
@@ -104,13 +109,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     state = config.stash[STATE]
     for path in state.get("reports", []):
         terminalreporter.write_line(f"report written: {path}")
-    summary = summarize(state["checks"], state["latencies"])
+    summary = summarize(state["checks"], state["latencies"], state["other_latencies"], state["notifications"])
     tr = terminalreporter
     tr.section("stackproof summary")
     tr.write_line(f"exact checks run: {summary['checks']}")
     for signal, v in summary["visibility_seconds"].items():
         tr.write_line(f"{signal} write-to-visible latency over {v['n']} read-backs: p50 {v['p50'] * 1000:.0f} ms, "
                       f"p95 {v['p95'] * 1000:.0f} ms, max {v['max'] * 1000:.0f} ms")
+    for what, v in summary.get("latency_seconds", {}).items():
+        tr.write_line(f"{what} over {v['n']}: p50 {v['p50'] * 1000:.0f} ms, p95 {v['p95'] * 1000:.0f} ms, "
+                      f"max {v['max'] * 1000:.0f} ms")
+    for sig, row in summary.get("notifications", {}).items():
+        tr.write_line(f"{sig} notifications over {row['alerts']} alerts: expected {row['expected']}, received "
+                      f"{row['received']}, duplicates {row['duplicates']}, missing {row['missing']}")
     out = Path(config.option.stackproof_results or "results")
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps({**summary, "tests": len(state["tests"]),
@@ -139,7 +150,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                     "cpus": __import__("os").cpu_count()},
         "target": _target_info(config),
         "counts": counts,
-        "summary": summarize(state["checks"], state["latencies"]),
+        "summary": summarize(state["checks"], state["latencies"], state["other_latencies"],
+                             state["notifications"]),
         "tests": tests,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

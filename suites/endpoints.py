@@ -31,8 +31,34 @@ WRITE_AND_PROMQL = {
 }
 
 
+# the rules and Alertmanager reads (capability 'alerting'): name -> (url(target), what a tenant gets:
+# a tenant without rule groups or an Alertmanager config of its own gets 404 from those two)
+ALERTING = {
+    "rule groups": (lambda t: t.url(t.alerting.rules_path), (200, 404)),
+    "alertmanager config": (lambda t: t.url(t.alerting.alertmanager_config_path), (200, 404)),
+    "prometheus rules": (lambda t: f"{t.metrics_query_url}/api/v1/rules", (200,)),
+    "prometheus alerts": (lambda t: f"{t.metrics_query_url}/api/v1/alerts", (200,)),
+    "alertmanager alerts": (lambda t: t.url(t.alerting.alertmanager_path) + "/api/v2/alerts", (200,)),
+    "alertmanager silences": (lambda t: t.url(t.alerting.alertmanager_path) + "/api/v2/silences", (200,)),
+}
+LOG_ALERTING = {
+    "log rules": (lambda t: f"{t.logs_rules_url}/api/v1/rules", (200,)),
+    "log alerts": (lambda t: f"{t.logs_rules_url}/api/v1/alerts", (200,)),
+}
+
+
+def _alerting(target) -> dict:
+    return {**(ALERTING if target.has("alerting") else {}),
+            **(LOG_ALERTING if target.has("log-alerting") and target.logs_api == "victorialogs" else {})}
+
+
 def endpoint_names(target) -> list[str]:
-    return [*WRITE_AND_PROMQL, *logs_reader(target, None).endpoints(time.time_ns())]
+    return [*WRITE_AND_PROMQL, *logs_reader(target, None).endpoints(time.time_ns()), *_alerting(target)]
+
+
+def ok_statuses(target, name: str) -> tuple[int, ...]:
+    """What a tenant's request to the named endpoint is answered with."""
+    return _alerting(target)[name][1] if name in _alerting(target) else (200, 204)
 
 
 def request_endpoint(session, target, name: str):
@@ -41,5 +67,7 @@ def request_endpoint(session, target, name: str):
     if name in WRITE_AND_PROMQL:
         method, url, body, headers = WRITE_AND_PROMQL[name]
         return session.request(method, url(target, now), data=body(now), headers=headers)
+    if name in _alerting(target):
+        return session.get(_alerting(target)[name][0](target))
     path, params = logs_reader(target, None).endpoints(time.time_ns())[name]
     return session.get(f"{target.logs_query_url}/{path}", params=params)
