@@ -344,7 +344,7 @@ CONFIG_MOUNT = {"name": "config", "mountPath": "/stackproof/config", "readOnly":
 TLS_MOUNT = {"name": "tls", "mountPath": "/stackproof/tls", "readOnly": True}
 DATA_MOUNT = {"name": "data", "mountPath": "/stackproof/data"}
 CORTEX_DIRS = [f"/stackproof/data/cortex{s}" for s in ("", "/tsdb", "/tsdb-sync", "/compactor", "/rules",
-                                                        "/rules-tmp", "/alerts")]
+                                                        "/rules-tmp", "/alerts", "/alertmanager")]
 NGINX_START = ('mkdir -p "$1" "$2" && ln -sf /dev/stderr "$2/gateway-error.log" && '
                'ln -sf /dev/stdout "$2/gateway-access.log" && shift 2 && exec "$@"')
 EXPECTED_PODS = {
@@ -459,8 +459,9 @@ def test_the_deployer_names_no_component():
     assert [c.name for c in cluster_components()] == ["cortex", "victorialogs", "gateway", "prometheus"]
     assert set(EXPECTED_PODS) == {c.name for c in cluster_components()}
     assert [c.role for c in cluster_components()] == [METRICS_STORE, LOGS_STORE, GATEWAY, SENDER]
-    # every component has a shape; the object store runs only when no cloud bucket is given
-    assert [c.name for c in COMPONENTS if c.cluster is None] == []
+    # every component has a shape but the log rule evaluator (no 'log-alerting' on a cluster yet); the object
+    # store runs only when no cloud bucket is given
+    assert [c.name for c in COMPONENTS if c.cluster is None] == ["vmalert"]
     assert [c.role for c in deployer(None).components()] == [OBJECT_STORE, METRICS_STORE, LOGS_STORE, GATEWAY,
                                                               SENDER]
     for path in sorted(Path("harness/providers/kube").glob("*.py")):
@@ -541,8 +542,9 @@ def test_upgrade_2026_10_to_2026_11_changes_exactly_what_it_should():
 
 def test_apply_and_upgrade_order_is_the_local_providers():
     """Object store (without a cloud bucket), stores, then the gateway, then the agent."""
-    assert [c.name for c in deployer(None).components()] == [c.name for c in COMPONENTS]
-    assert [c.name for c in cluster_components()] == [c.name for c in COMPONENTS if c.role != OBJECT_STORE]
+    shaped = [c.name for c in COMPONENTS if c.cluster is not None]
+    assert [c.name for c in deployer(None).components()] == shaped
+    assert [c.name for c in cluster_components()] == [n for n in shaped if by_role(OBJECT_STORE).name != n]
     sts = [m["metadata"]["name"] for m in deployer().manifests(NEW, tenants()) if m["kind"] == "StatefulSet"]
     assert sts == ["cortex", "victorialogs", "gateway", "prometheus"]
     sts = [m["metadata"]["name"] for m in deployer(None).manifests(NEW, tenants()) if m["kind"] == "StatefulSet"]
@@ -994,7 +996,8 @@ def test_deploy_applies_server_side_for_real_and_is_idempotent(control_plane, tm
     with StandIn(kc, "sp-deploy"):
         target = d.deploy(NEW, timeout=60)
     assert target.gateway_url == "https://lb.stackproof.test" and target.provider == "aws"
-    assert target.capabilities == ["metrics", "logs", "tail", "agent", "restart"] and target.release == NEW.name
+    assert target.capabilities == ["metrics", "logs", "tail", "agent", "restart", "alerting"]
+    assert target.release == NEW.name
     assert [(t.name, t.role, t.account_id) for t in target.tenants] == [
         ("tenant-a", "user", 1), ("tenant-b", "user", 2), ("tenant-limited", "limited", 3),
         ("stackproof-system", "system", 4)]
@@ -1194,9 +1197,11 @@ def test_in_cluster_s3_runs_as_a_pod_with_its_buckets_and_secret_only_credential
     assert s3["readinessProbe"]["httpGet"] == {"path": "/health", "port": "s3"}
     assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     assert spec["initContainers"] == [{"name": "prepare", "image": TOOLS_IMAGE, "imagePullPolicy": "IfNotPresent",
-                                       "command": ["mkdir", "-p", "/stackproof/data/bucket/s3/cortex"],
+                                       "command": ["mkdir", "-p", *(f"/stackproof/data/bucket/s3/{b}" for b in (
+                                           "cortex", "cortex-rules", "cortex-alerts"))],
                                        "volumeMounts": [{"name": "data", "mountPath": "/stackproof/data"}]}]
-    assert by_role(OBJECT_STORE).buckets() == ("cortex",)  # one per store that keeps its data in a bucket
+    # one per store that keeps its data in a bucket: the metrics store's blocks, rules and Alertmanager configs
+    assert by_role(OBJECT_STORE).buckets() == ("cortex", "cortex-rules", "cortex-alerts")
     # credentials: in one Secret, read through the environment by the server and the stores with a bucket
     assert secret_files(manifests)[OBJECT_STORAGE_SECRET] == {"access_key_id": key_id, "secret_access_key": key}
     ref = {"secretKeyRef": {"name": OBJECT_STORAGE_SECRET, "key": None}}
@@ -1294,7 +1299,7 @@ def test_storage_class_goes_on_every_volume_claim():
 def test_the_target_declares_restart_for_every_deployer_provider():
     """aws, gcp and kube all take their target from the deployer: 'restart' is in it."""
     from harness.providers.kube import CAPABILITIES
-    assert CAPABILITIES == ["metrics", "logs", "tail", "agent", "restart"]
+    assert CAPABILITIES == ["metrics", "logs", "tail", "agent", "restart", "alerting"]
     for module, cls in (("harness.providers.aws", "AWSProvider"), ("harness.providers.gcp", "GCPProvider"),
                         ("harness.providers.kubecluster", "KubeProvider")):
         provider = getattr(__import__(module, fromlist=[cls]), cls)
@@ -1493,7 +1498,8 @@ def test_nodeport_platform_with_its_own_s3_and_single_component_control(control_
         key_id, key = d.object_storage_keys
         assert target.object_storage == {
             "type": "s3", "endpoint": f"http://{NODE_IP}:{node_ports['s3']}", "access_key_id": key_id,
-            "secret_access_key": key, "region": "us-east-1", "buckets": "cortex", "metrics_bucket": "cortex"}
+            "secret_access_key": key, "region": "us-east-1", "buckets": "cortex,cortex-rules,cortex-alerts",
+            "metrics_bucket": "cortex"}
         # every pod the stand-in made from the StatefulSets runs the mapped images
         pods = api.list(f"/api/v1/namespaces/{ns}/pods")
         assert sorted(p["metadata"]["name"] for p in pods) == [
