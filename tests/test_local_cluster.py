@@ -5,14 +5,18 @@ bridge, and, stopped, leaves the host exactly as it found it."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import socket
 import subprocess
+import threading
 
 import pytest
 
 from harness.cluster.cluster import NODE_NAME, LocalCluster
 from harness.errors import StackproofError
 from tests.clusterkit import CLUSTER_MARKS, run_pod, short_dir
-from harness.cluster.node import HOST_IP, guard_drops
+from harness.cluster.node import CLUSTER_NET, HOST_IP, NODE_IP, guard_drops, host_guard_drops
 
 pytestmark = CLUSTER_MARKS
 
@@ -65,6 +69,75 @@ def test_the_guard_drops_anything_leaving_for_an_outside_address(cluster):
     assert from_node.returncode != 0
     # every SYN of the pod's three tries and the node's one counted, at least once each
     assert after["dropped_out"] >= drops["dropped_out"] + 4, (drops, after, log)
+
+
+class Listener:
+    """A TCP listener on the host at ``host`` (a port the kernel picks, as the webhook
+    receiver's): answers each connection with one line, records who connected."""
+
+    def __init__(self, host: str, port: int = 0):
+        self.sock = socket.create_server((host, port))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.peers: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, peer = self.sock.accept()
+            except TimeoutError:
+                continue
+            self.peers.append(peer[0])
+            with conn:
+                conn.sendall(b"hello from the host\n")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+def other_host_addresses() -> list[str]:
+    """The host's own IPv4 addresses that are neither loopback nor the cluster's."""
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
+    addrs = [ipaddress.ip_interface(m).ip for m in re.findall(r"inet (\S+)", out)]
+    return [str(a) for a in addrs if not a.is_loopback and a not in CLUSTER_NET]
+
+
+def test_a_pod_reaches_a_listener_on_the_hosts_veth_end_and_no_other_host_address(cluster):
+    """The one way out of a pod (the alerting suite's webhook receiver): TCP to the
+    host's end of the veth, at a port chosen at run time, masqueraded to the node's
+    address so that the host answers on the veth. With a route out in the node (a
+    misconfiguration), the same port on another address of the host and an outside
+    address stay dropped, and so does anything but TCP to the host's end; and nothing
+    the host sends to the cluster's range leaves by another interface."""
+    others = other_host_addresses()
+    assert others, "the host has no address but loopback and the cluster's: nothing to prove unreachable"
+    at_veth = Listener(HOST_IP)
+    elsewhere = [Listener(a, at_veth.port) for a in others]
+    cluster.ns.run(["ip", "route", "add", "default", "via", HOST_IP], "a route out, for the test")
+    try:
+        drops, host_drops = guard_drops(cluster.ns), host_guard_drops()
+        tries = [HOST_IP, *others, "198.51.100.7"]
+        phase, log = run_pod(cluster, "to-host", "; ".join(
+            f"out=$(timeout 4 nc -w 3 {a} {at_veth.port} </dev/null); echo $out {a} rc=$?" for a in tries)
+            + f"; ping -c 1 -W 2 {HOST_IP} >/dev/null; echo ping rc=$?")
+        after, host_after = guard_drops(cluster.ns), host_guard_drops()
+    finally:
+        cluster.ns.run(["ip", "route", "del", "default"], "removing the test's route")
+        for listener in (at_veth, *elsewhere):
+            listener.close()
+    assert phase == "Succeeded", log
+    lines = [line for line in log.splitlines() if "rc=" in line]
+    assert lines == [f"hello from the host {HOST_IP} rc=0", *[f"{a} rc=1" for a in tries[1:]], "ping rc=1"], log
+    assert at_veth.peers == [NODE_IP], at_veth.peers  # masqueraded: the host answered on the veth
+    assert [x.peers for x in elsewhere] == [[] for _ in elsewhere]
+    # each refused SYN and the ping counted, at least once each; the host sent nothing off the veth
+    assert after["dropped_out"] >= drops["dropped_out"] + len(tries), (drops, after, log)
+    assert host_after == host_drops
 
 
 def test_a_second_cluster_is_refused_in_one_line_and_the_first_left_alone(cluster, cluster_images):

@@ -28,7 +28,16 @@ IP); the pods sit on the node's bridge ``BRIDGE``. The node has no default route
 and two nftables tables make the rule hard before the first pod starts: in the
 node, nothing leaves for an address outside the cluster's own ranges or an
 interface other than lo, the bridge and the veth; on the host, nothing is ever
-forwarded to or from the veth (:data:`GUARD_COUNTERS` count what they dropped).
+forwarded to or from the veth, and nothing the host sends to the cluster's range
+leaves by any interface but lo and the veth (:data:`GUARD_COUNTERS` and
+:data:`HOST_GUARD_COUNTER` count what they dropped).
+
+One way from a pod to the host is open, for the harness's own listeners there (the
+alerting suite's webhook receiver, which the platform's Alertmanager calls): TCP to
+``HOST_IP``, any port, masqueraded to ``NODE_IP`` in the node, so that the host
+answers on its veth (it has no route to the pods; without the masquerade it would
+answer a pod's address by its default route, off this machine). Every other packet
+a pod sends out of the veth is dropped.
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ HOST_GUARD_TABLE = "stackproof_host_guard"
 NODE_GUARD_TABLE = "stackproof_node_guard"
 # the nft counters that record what the guards dropped
 GUARD_COUNTERS = ("dropped_out", "dropped_v6")
+HOST_GUARD_COUNTER = "dropped_to_cluster"  # the host's: what it sent to the cluster's range off the veth
 
 # what the kubelet sets outside any namespace (its kernel defaults), and the host's routing
 HOST_SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
@@ -286,11 +296,20 @@ def setup_network(ns: NodeNamespaces) -> None:
 
 
 def host_guard() -> str:
+    """Nothing is forwarded to or from the veth; and nothing the host sends to the
+    cluster's /16 (no network of the host overlaps it: checked at start) leaves by an
+    interface other than lo and the veth: an answer to a pod's address, had the node not
+    masqueraded it, would otherwise take the host's default route off this machine."""
     return f"""table inet {HOST_GUARD_TABLE} {{
+  counter {HOST_GUARD_COUNTER} {{ }}
   chain forward {{
     type filter hook forward priority -200; policy accept;
     iifname "{HOST_VETH}" counter drop
     oifname "{HOST_VETH}" counter drop
+  }}
+  chain postrouting {{
+    type filter hook postrouting priority 500; policy accept;
+    meta nfproto ipv4 ip daddr {CLUSTER_NET} oifname != {{ "lo", "{HOST_VETH}" }} counter name {HOST_GUARD_COUNTER} drop
   }}
 }}
 """
@@ -299,7 +318,14 @@ def host_guard() -> str:
 def node_guard() -> str:
     """Final drops (a drop in any base chain ends the packet, whatever kube-proxy
     accepts elsewhere): at postrouting, after every NAT, a packet must go to
-    loopback or the cluster's own /16, out of lo, the bridge or the veth."""
+    loopback or the cluster's own /16, out of lo, the bridge or the veth.
+
+    A pod's own packets out of the veth (connections it opens: ``ct direction
+    original``; answers to the host's NodePort calls are the other direction) may
+    only be TCP to ``HOST_IP``, the harness's listeners on the host (a webhook
+    receiver: its port is the kernel's pick, so any port); they are masqueraded to
+    ``NODE_IP``, which the host reaches on its veth, so its answers come back the
+    same way (it has no route to the pods)."""
     return f"""table inet {NODE_GUARD_TABLE} {{
   counter dropped_out {{ }}
   counter dropped_v6 {{ }}
@@ -313,6 +339,15 @@ def node_guard() -> str:
     type filter hook forward priority -200; policy accept;
     meta nfproto ipv4 ip daddr != {CLUSTER_NET} counter name dropped_out drop
     meta nfproto ipv6 counter name dropped_v6 drop
+    # a pod's own connections to the host: TCP to its end of the veth only (the harness's receivers)
+    iifname "{BRIDGE}" oifname "{NODE_VETH}" ct direction original ip daddr != {HOST_IP} counter name dropped_out drop
+    iifname "{BRIDGE}" oifname "{NODE_VETH}" ct direction original meta l4proto != tcp counter name dropped_out drop
+  }}
+  # ... from NODE_IP, which the host answers on the veth (a pod's address it would answer by its default
+  # route); no input interface at postrouting: the pods' source range says where it came from
+  chain pods_to_host {{
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "{NODE_VETH}" ip saddr {POD_CIDR} ip daddr {HOST_IP} meta l4proto tcp masquerade
   }}
 }}
 """
@@ -326,6 +361,14 @@ def guard_drops(ns: NodeNamespaces) -> dict[str, int]:
         m = re.search(r"packets (\d+)", text)
         out[name] = int(m.group(1)) if m else 0
     return out
+
+
+def host_guard_drops() -> int:
+    """Packets the host's guard dropped so far for leaving towards the cluster off the veth."""
+    text = run(["nft", "list", "counter", "inet", HOST_GUARD_TABLE, HOST_GUARD_COUNTER],
+               "reading the host guard's counter")
+    m = re.search(r"packets (\d+)", text)
+    return int(m.group(1)) if m else 0
 
 
 def teardown_host_network() -> list[str]:
