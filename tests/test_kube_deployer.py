@@ -1307,6 +1307,33 @@ def test_the_target_declares_restart_for_every_deployer_provider():
             assert getattr(provider, verb) is not getattr(StackproofProvider, verb), (cls, verb)
 
 
+def test_only_local_kube_targets_have_a_webhook_receiver_the_pods_reach(tmp_path):
+    """A cluster stackproof did not make gives no way from its pods to this machine:
+    ``--provider kube`` never claims 'alerting-webhook'. The local cluster's node lets
+    pods reach the host's end of its veth: local-kube's target claims it, there, and its
+    target file says so."""
+    from harness.cluster.node import HOST_IP
+    from harness.providers.common import declared_alerting
+    from harness.providers.kube import CAPABILITIES
+    from harness.providers.kubecluster import KubeProvider
+    from harness.providers.localkube import LocalKubeProvider
+
+    def deployers_target() -> Target:  # as KubeDeployer._target makes it
+        return Target(name="lab", gateway_url="https://10.213.255.2:30443", tenants=tenants(),
+                      capabilities=list(CAPABILITIES), alerting=declared_alerting())
+
+    kube = KubeProvider("lab", kubeconfig=tmp_path / "kubeconfig", state_dir=tmp_path / "kube")
+    target = kube._save_target(deployers_target(), NEW)
+    assert not target.has("alerting-webhook") and target.alerting.webhook_host == "127.0.0.1"
+    local = LocalKubeProvider("lab", state_dir=tmp_path / "local-kube")
+    target = local._save_target(deployers_target(), NEW)
+    assert target.capabilities == [*CAPABILITIES, "alerting-webhook"]
+    assert target.alerting.webhook_host == HOST_IP
+    again = Target.load(local.target_file)
+    assert again.has("alerting-webhook") and again.alerting.webhook_host == HOST_IP
+    assert not again.has("log-alerting")  # vmalert has no cluster shape yet
+
+
 def cli(argv: list[str]) -> int:
     """A command, in this process, as ``stackproof`` runs it (not through ``main``, which sets
     SIGPIPE's default action: that would end a pytest-xdist worker on a closed pipe)."""

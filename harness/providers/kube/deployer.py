@@ -41,7 +41,8 @@ from .pki import GatewayPKI
 # agent as a real sender, and single components stopped, killed and started by the provider
 # the metrics store's ruler and Alertmanager run in the cluster as they do locally; the log rule
 # evaluator (vmalert) has no cluster shape yet, and no receiver on the harness's machine is known
-# to be reachable from a cluster's pods: no 'log-alerting', no 'alerting-webhook'
+# to be reachable from a cluster's pods: no 'log-alerting', no 'alerting-webhook' (the local-kube
+# provider adds the latter: its node lets pods reach the host's end of its veth)
 CAPABILITIES = ["metrics", "logs", "tail", "agent", "restart", "alerting"]
 
 
