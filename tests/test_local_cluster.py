@@ -145,5 +145,6 @@ def test_a_second_cluster_is_refused_in_one_line_and_the_first_left_alone(cluste
     with pytest.raises(StackproofError, match=r"a local cluster already runs on this machine .*stackproof down"):
         other.start(sandbox_image=cluster_images["pause"].ref)
     assert not other.running()
+    other.root.rmdir()  # refused before it wrote anything: its directory is as short_dir made it, empty
     assert cluster.node_problem() is None
     assert run_pod(cluster, "still", "echo still here")[1].strip() == "still here"
