@@ -44,7 +44,7 @@ from .target import Target
 from .workload import SIGNALS, Workload, parse_shape
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_SUITES = ("smoke", "metrics", "logs", "security")
+DEFAULT_SUITES = ("smoke", "metrics", "logs", "security", "alerting")
 
 
 def _mb(n: int) -> str:
@@ -134,6 +134,8 @@ def cmd_status(args) -> int:
         flag = "ready" if c["ready"] else ("running, NOT ready" if c["running"] else "NOT running")
         print(f"  {name:<{width}} {c.get('role', ''):<14} {c['version'] or '-':<9} {flag:<18} pid {c['pid'] or '-':<8} "
               f"rss {_mb(c['rss_bytes']):>8}  {c['endpoint']}")
+        for part, state in c.get("parts", {}).items():
+            print(f"  {'':<{width}}   {part}: {state}")
     print(f"  total rss {_mb(st['rss_bytes'])}")
     return 0 if st["state"] == "running" else 1
 

@@ -28,6 +28,7 @@ tested by writing one by hand. Example::
       alertmanager_poll_interval_s: 15    # how long until a changed Alertmanager config is loaded
       resend_delay_s: 60            # how often a firing alert is sent again to the Alertmanager
       evaluation_delay_s: 0         # rules read the data of this many seconds before their evaluation
+      webhook_host: 127.0.0.1       # where a receiver on this machine listens for the Alertmanager to reach it
     durability:                     # declared, and proven by the durability suite
       logs: {crash_loss_seconds: 3} # acknowledged seconds a kill -9 may lose (default 0)
       metrics: {object_storage: true}   # data outlives the store's local disk
@@ -37,6 +38,7 @@ Tokens are secrets: they are never part of ``repr`` and the CLI never prints the
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -140,13 +142,17 @@ class Alerting:
     alertmanager_poll_interval_s: float = 15.0
     resend_delay_s: float = 60.0
     evaluation_delay_s: float = 0.0  # rules read the data of this many seconds before their evaluation
+    # the address on this machine a webhook receiver listens on so that the platform's Alertmanager
+    # reaches it (capability 'alerting-webhook'): loopback for the local platform
+    webhook_host: str = "127.0.0.1"
 
     PATHS = ("rules_path", "alertmanager_config_path", "alertmanager_path", "logs_rules_path")
     SECONDS = ("evaluation_interval_s", "poll_interval_s", "alertmanager_poll_interval_s", "resend_delay_s",
                "evaluation_delay_s")
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in (*self.PATHS, *self.SECONDS) if getattr(self, k) is not None}
+        return {k: getattr(self, k) for k in (*self.PATHS, *self.SECONDS, "webhook_host")
+                if getattr(self, k) is not None}
 
     def settle_s(self) -> float:
         """A bound on how long a changed rule group takes to be evaluated once."""
@@ -493,12 +499,17 @@ def _parse_alerting(raw: Any, bad) -> Alerting:
         return Alerting()
     if not isinstance(raw, dict):
         raise bad("alerting", "must be a mapping of paths and intervals")
-    known = (*Alerting.PATHS, *Alerting.SECONDS)
+    known = (*Alerting.PATHS, *Alerting.SECONDS, "webhook_host")
     out = {}
     for k, v in raw.items():
         if k not in known:
             raise bad(f"alerting.{k}", f"is not known (known: {', '.join(known)})")
-        if k in Alerting.PATHS:
+        if k == "webhook_host":
+            try:
+                ipaddress.ip_address(v)
+            except (TypeError, ValueError):
+                raise bad("alerting.webhook_host", f"must be an IP address of this machine, got {v!r}") from None
+        elif k in Alerting.PATHS:
             if not isinstance(v, str) or not v.startswith("/"):
                 raise bad(f"alerting.{k}", f"must be a path starting with '/', got {v!r}")
         elif not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or (v == 0 and k != "evaluation_delay_s"):

@@ -57,7 +57,9 @@ class _Collector:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         state = self.config.stash[STATE]
-        for key, value in report.user_properties:
+        # a test's properties accumulate over its setup, call and teardown, and each of their
+        # reports carries all so far: read them once, from the teardown's (the last)
+        for key, value in (report.user_properties if report.when == "teardown" else ()):
             if key == PROP_CHECK:
                 state["checks"] += 1
             elif key == PROP_VISIBILITY:
@@ -66,7 +68,7 @@ class _Collector:
                 state["other_latencies"].setdefault(value["what"], []).append(value["seconds"])
             elif key == PROP_NOTIFICATIONS:
                 state["notifications"].append(value)
-            elif key == PROP_UPGRADE and report.when == "call":
+            elif key == PROP_UPGRADE:
                 out = Path(self.config.option.stackproof_results or "results")
                 j, h = write_upgrade_report(out, value)
                 state.setdefault("reports", []).extend([str(j), str(h)])

@@ -20,12 +20,18 @@ from harness.clients import LogsPush, PromQLClient, RemoteWriteClient, Select, l
 from harness.clients.metrics import selector
 from harness.components import COMPONENTS
 from harness.providers import LocalProvider
+from harness.providers.common import DEFAULT_TENANTS
 from harness.releases import Catalog
 from harness.target import Target
 
 from .conftest import REPO, pid_alive, run_cli
 
 pytestmark = pytest.mark.platform
+
+
+# what a local platform runs (filesystem storage): four programs, the logs rule evaluator once per tenant
+PROCESSES = ("cortex", "victorialogs", "gateway", "prometheus",
+             *(f"vmalert-{name}" for name, _, _ in DEFAULT_TENANTS))
 
 
 def _pids(state_root: Path, platform: str = "local") -> list[int]:
@@ -57,12 +63,14 @@ def test_up_status_down(state_dir, platform):
     assert st.returncode == 0, st.stdout
     status = json.loads(st.stdout)
     assert status["state"] == "running"
-    assert set(status["components"]) == {"cortex", "victorialogs", "gateway", "prometheus"}
+    # the logs rule evaluator runs once per tenant
+    assert set(status["components"]) == set(PROCESSES)
+    assert status["components"]["cortex"]["parts"] == {"ruler": "Running", "alertmanager": "Running"}
     assert all(c["ready"] for c in status["components"].values())
     assert status["components"]["cortex"]["version"] == Catalog.load().get().version("cortex")
 
     pids = _pids(state_dir)
-    assert len(pids) == 4 and all(pid_alive(p) for p in pids)
+    assert len(pids) == len(PROCESSES) and all(pid_alive(p) for p in pids)
     down = run_cli("down")
     assert down.returncode == 0
     assert not any(pid_alive(p) for p in pids)
@@ -176,7 +184,7 @@ def test_pytest_run_tears_down_on_interrupt(state_dir, tmp_path, sig):
     platform_dir = None
     while time.monotonic() < deadline:
         dirs = [d for d in state_dir.glob("pytest-*") if (d / "state.json").exists()]
-        if dirs and len(_pids(state_dir, dirs[0].name)) == 4 and (dirs[0] / "target.yaml").exists() \
+        if dirs and len(_pids(state_dir, dirs[0].name)) == len(PROCESSES) and (dirs[0] / "target.yaml").exists() \
                 and json.loads((dirs[0] / "state.json").read_text()).get("release"):
             platform_dir = dirs[0]
             break

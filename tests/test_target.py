@@ -83,7 +83,7 @@ def _with(d, value, *path):
     d = yaml.safe_load(yaml.safe_dump(d))
     cur = d
     for k in path[:-1]:
-        cur = cur[k]
+        cur = cur.setdefault(k, {}) if isinstance(cur, dict) else cur[k]
     cur[path[-1]] = value
     return d
 
@@ -114,6 +114,13 @@ BAD = [
     (_with(GOOD, "yes", "durability", "metrics", "object_storage"),
      "field 'durability.metrics.object_storage' must be true or false"),
     (_with(GOOD, 1, "durability", "logs", "fsync"), "field 'durability.logs.fsync' is not known"),
+    (_with(GOOD, [], "alerting"), "field 'alerting' must be a mapping"),
+    (_with(GOOD, 1, "alerting", "ruler_url"), "field 'alerting.ruler_url' is not known"),
+    (_with(GOOD, "api/v1/rules", "alerting", "rules_path"), "field 'alerting.rules_path' must be a path starting"),
+    (_with(GOOD, 0, "alerting", "evaluation_interval_s"),
+     "field 'alerting.evaluation_interval_s' must be a number of seconds > 0"),
+    (_with(GOOD, "alertmanager.example", "alerting", "webhook_host"),
+     "field 'alerting.webhook_host' must be an IP address of this machine"),
 ]
 
 

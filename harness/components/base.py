@@ -223,6 +223,11 @@ class Component:
     def endpoint(self, ctx: PlatformContext) -> str:
         return ctx.url(self.port_names[0])
 
+    def parts(self, ctx: PlatformContext) -> dict[str, str]:
+        """The state of the services inside a running process that ``stackproof status``
+        shows (Cortex: its ruler and Alertmanager); empty when it has none to tell."""
+        return {}
+
     def data_dirs(self, ctx: PlatformContext) -> list[Path]:
         """Local (non-bucket) data of this component: removed to prove
         that data is served from object storage."""

@@ -5,6 +5,10 @@ before it starts (as the local provider makes them)."""
 
 from __future__ import annotations
 
+import re
+
+import requests
+
 from ..binaries import ArchiveRecipe, BinarySpec, GoRecipe
 from ..target import DEFAULT_LIMITS
 from .base import METRICS_STORE, ClusterPort, ClusterShape, PlatformContext, Route, Store, cloud_bucket
@@ -160,6 +164,18 @@ class Cortex(Store):
                 s3.update(access_key_id=st["access_key_id"], secret_access_key=st["secret_access_key"])
             return {"backend": "s3", "s3": s3}
         return {"backend": "filesystem", "filesystem": {"dir": str(ctx.bucket_dir / "cortex")}}
+
+    # the services of the single binary that ``stackproof status`` shows: the alerting ones
+    SHOWN_SERVICES = ("ruler", "alertmanager")
+
+    def parts(self, ctx: PlatformContext) -> dict[str, str]:
+        """Each shown service's state from Cortex's /services page (Running, Starting, Failed, ...)."""
+        try:
+            page = requests.get(f"{ctx.url('cortex')}/services", timeout=2).text
+        except requests.RequestException as exc:
+            return {s: f"unknown ({type(exc).__name__})" for s in self.SHOWN_SERVICES}
+        states = dict(re.findall(r"<td>([\w-]+)</td>\s*<td>(\w+)</td>", page))
+        return {s: states.get(s, "absent") for s in self.SHOWN_SERVICES}
 
     def extra_files(self, ctx: PlatformContext) -> dict[str, str]:
         # the Alertmanager config of a tenant without its own: one receiver that sends nowhere

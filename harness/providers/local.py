@@ -395,6 +395,7 @@ class LocalProvider(Provider):
             if alive:
                 ready, _ = c.ready_check(ctx)()
             comps[c.name] = {"role": c.role, "version": info.get("version"), "endpoint": c.endpoint(ctx),
+                             "parts": c.parts(ctx) if alive else {},
                              "pid": p.pid if p else None, "running": alive, "ready": ready,
                              "rss_bytes": _rss_bytes(p.pid) if alive else 0, "log": str(p.log_path) if p else None}
         n_alive = sum(1 for c in comps.values() if c["running"])
