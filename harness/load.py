@@ -164,7 +164,9 @@ def locust_command(target: Target, workload: Workload, plan: RunPlan) -> list[st
     if plan.html:
         cmd += ["--html", str(plan.html)]
     if plan.processes:
-        cmd += ["--processes", str(plan.processes)]
+        # the master starts when this many workers have joined: by default it starts with the first
+        # and rebalances as the others join, moving users (seen: a signal's users sent nothing in 10 s)
+        cmd += ["--processes", str(plan.processes), "--expect-workers", str(plan.processes)]
     return cmd
 
 

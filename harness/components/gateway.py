@@ -49,7 +49,12 @@ def render_token_maps(tenants) -> str:
             + block("stackproof_account", lambda t: "" if t.account_id is None else t.account_id))
 
 
-def _locations(store, auth: str, upstream: str) -> str:
+# every route and refused prefix: no known token, no tenant, 401
+AUTH = """
+            if ($stackproof_tenant = "") { return 401 "401 Unauthorized: a known bearer token is required\\n"; }"""
+
+
+def _locations(store, upstream: str) -> str:
     """The nginx locations of one store: its routes to ``upstream``, with the tenant
     headers set by the gateway (a header set to "" is removed from what the client
     sent), and its refused prefixes."""
@@ -60,7 +65,7 @@ def _locations(store, auth: str, upstream: str) -> str:
             proxy_buffering off;
             proxy_read_timeout 1h;""" if route.streaming else ""
         out.append(f"""
-        location {route.match} {{{auth}{headers}
+        location {route.match} {{{AUTH}{headers}
             proxy_set_header Authorization "";
             proxy_set_header Host $host;
             proxy_set_header Connection "";
@@ -69,7 +74,7 @@ def _locations(store, auth: str, upstream: str) -> str:
         }}""")
     for prefix in store.refused:
         out.append(f"""
-        location {prefix} {{{auth}
+        location {prefix} {{{AUTH}
             return 403 "403 Forbidden: {prefix} is not offered to tenants\\n";
         }}""")
     return "".join(out)
@@ -90,7 +95,7 @@ def _fronted(ctx: PlatformContext) -> tuple[list[str], list[str], str]:
     for c in fronted():
         if not c.per_tenant:
             upstreams.append(_upstream(c.name, ctx))
-            locations.append(_locations(c, AUTH, c.name))
+            locations.append(_locations(c, c.name))
             continue
         mine = [(t, c.for_tenant(t).name) for t in ctx.tenants if c.for_tenant(t).name in ctx.ports]
         if not mine:
@@ -99,12 +104,8 @@ def _fronted(ctx: PlatformContext) -> tuple[list[str], list[str], str]:
         upstreams += [_upstream(name, ctx) for _, name in mine]
         rows = "\n".join(f'        "{t.name}" "{name}";' for t, name in mine)
         maps.append(f"    map $stackproof_tenant ${var} {{\n        default \"\";\n{rows}\n    }}")
-        locations.append(_locations(c, AUTH, f"${var}"))
+        locations.append(_locations(c, f"${var}"))
     return upstreams, locations, "\n".join(maps)
-
-
-AUTH = """
-            if ($stackproof_tenant = "") { return 401 "401 Unauthorized: a known bearer token is required\\n"; }"""
 
 
 def render_nginx_conf(ctx: PlatformContext, config_version: str | None = None, *,
