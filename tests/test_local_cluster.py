@@ -16,7 +16,7 @@ import pytest
 from harness.cluster.cluster import NODE_NAME, LocalCluster
 from harness.errors import StackproofError
 from tests.clusterkit import CLUSTER_MARKS, run_pod, short_dir
-from harness.cluster.node import CLUSTER_NET, HOST_IP, NODE_IP, guard_drops, host_guard_drops
+from harness.cluster.node import CLUSTER_NET, HOST_IP, NODE_IP, ephemeral_ports, guard_drops, host_guard_drops
 
 pytestmark = CLUSTER_MARKS
 
@@ -100,6 +100,17 @@ class Listener:
         self.sock.close()
 
 
+def _free_port_below(limit: int) -> int:
+    """A port below ``limit`` free on the host's veth end (a fixed-port service there)."""
+    for port in range(limit - 1, 1024, -97):
+        try:
+            socket.create_server((HOST_IP, port)).close()
+            return port
+        except OSError:
+            continue
+    raise AssertionError(f"no free port below {limit} on {HOST_IP}")
+
+
 def other_host_addresses() -> list[str]:
     """The host's own IPv4 addresses that are neither loopback nor the cluster's."""
     out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
@@ -118,23 +129,27 @@ def test_a_pod_reaches_a_listener_on_the_hosts_veth_end_and_no_other_host_addres
     assert others, "the host has no address but loopback and the cluster's: nothing to prove unreachable"
     at_veth = Listener(HOST_IP)
     elsewhere = [Listener(a, at_veth.port) for a in others]
+    # a service of the host at a fixed port below the ephemeral range: closed to pods
+    fixed = Listener(HOST_IP, _free_port_below(ephemeral_ports()[0]))
     cluster.ns.run(["ip", "route", "add", "default", "via", HOST_IP], "a route out, for the test")
     try:
         drops, host_drops = guard_drops(cluster.ns), host_guard_drops()
         tries = [HOST_IP, *others, "198.51.100.7"]
         phase, log = run_pod(cluster, "to-host", "; ".join(
             f"out=$(timeout 4 nc -w 3 {a} {at_veth.port} </dev/null); echo $out {a} rc=$?" for a in tries)
+            + f"; out=$(timeout 4 nc -w 3 {HOST_IP} {fixed.port} </dev/null); echo $out fixed rc=$?"
             + f"; ping -c 1 -W 2 {HOST_IP} >/dev/null; echo ping rc=$?")
         after, host_after = guard_drops(cluster.ns), host_guard_drops()
     finally:
         cluster.ns.run(["ip", "route", "del", "default"], "removing the test's route")
-        for listener in (at_veth, *elsewhere):
+        for listener in (at_veth, *elsewhere, fixed):
             listener.close()
     assert phase == "Succeeded", log
     lines = [line for line in log.splitlines() if "rc=" in line]
-    assert lines == [f"hello from the host {HOST_IP} rc=0", *[f"{a} rc=1" for a in tries[1:]], "ping rc=1"], log
+    assert lines == [f"hello from the host {HOST_IP} rc=0", *[f"{a} rc=1" for a in tries[1:]], "fixed rc=1",
+                     "ping rc=1"], log
     assert at_veth.peers == [NODE_IP], at_veth.peers  # masqueraded: the host answered on the veth
-    assert [x.peers for x in elsewhere] == [[] for _ in elsewhere]
+    assert [x.peers for x in elsewhere] == [[] for _ in elsewhere] and fixed.peers == []
     # each refused SYN and the ping counted, at least once each; the host sent nothing off the veth
     assert after["dropped_out"] >= drops["dropped_out"] + len(tries), (drops, after, log)
     assert host_after == host_drops

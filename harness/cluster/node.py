@@ -34,10 +34,10 @@ leaves by any interface but lo and the veth (:data:`GUARD_COUNTERS` and
 
 One way from a pod to the host is open, for the harness's own listeners there (the
 alerting suite's webhook receiver, which the platform's Alertmanager calls): TCP to
-``HOST_IP``, any port, masqueraded to ``NODE_IP`` in the node, so that the host
-answers on its veth (it has no route to the pods; without the masquerade it would
-answer a pod's address by its default route, off this machine). Every other packet
-a pod sends out of the veth is dropped.
+``HOST_IP`` at an ephemeral port (the kernel's pick for port 0), masqueraded to
+``NODE_IP`` in the node, so that the host answers on its veth (it has no route to
+the pods; without the masquerade it would answer a pod's address by its default
+route, off this machine). Every other packet a pod sends out of the veth is dropped.
 """
 
 from __future__ import annotations
@@ -323,9 +323,11 @@ def node_guard() -> str:
     A pod's own packets out of the veth (connections it opens: ``ct direction
     original``; answers to the host's NodePort calls are the other direction) may
     only be TCP to ``HOST_IP``, the harness's listeners on the host (a webhook
-    receiver: its port is the kernel's pick, so any port); they are masqueraded to
+    receiver), at the port the kernel picked; they are masqueraded to
     ``NODE_IP``, which the host reaches on its veth, so its answers come back the
-    same way (it has no route to the pods)."""
+    same way (it has no route to the pods). The port is the kernel's pick: only the
+    ephemeral range (``net.ipv4.ip_local_port_range``) is open."""
+    low, high = ephemeral_ports()
     return f"""table inet {NODE_GUARD_TABLE} {{
   counter dropped_out {{ }}
   counter dropped_v6 {{ }}
@@ -342,6 +344,10 @@ def node_guard() -> str:
     # a pod's own connections to the host: TCP to its end of the veth only (the harness's receivers)
     iifname "{BRIDGE}" oifname "{NODE_VETH}" ct direction original ip daddr != {HOST_IP} counter name dropped_out drop
     iifname "{BRIDGE}" oifname "{NODE_VETH}" ct direction original meta l4proto != tcp counter name dropped_out drop
+    # ... and to the kernel's ephemeral ports only, where a listener of port 0 (the receiver) is: not
+    # the host's services on their fixed ports (sshd, anything listening on every address)
+    iifname "{BRIDGE}" oifname "{NODE_VETH}" ct direction original tcp dport != {low}-{high} \\
+      counter name dropped_out drop
   }}
   # ... from NODE_IP, which the host answers on the veth (a pod's address it would answer by its default
   # route); no input interface at postrouting: the pods' source range says where it came from
@@ -351,6 +357,12 @@ def node_guard() -> str:
   }}
 }}
 """
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The host's ephemeral port range: where a listener that asks for port 0 gets its port."""
+    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    return int(low), int(high)
 
 
 def guard_drops(ns: NodeNamespaces) -> dict[str, int]:
