@@ -36,7 +36,11 @@ MSG_SIZE = 100 << 20
 # evaluation, 1m rule polling, 15s Alertmanager config polling, 1m resend)
 EVALUATION_INTERVAL_S = 1
 POLL_INTERVAL_S = 1
-RESEND_DELAY_S = 1
+# a firing alert is sent to the Alertmanager with its end 4 resend delays ahead; at a restart
+# the ruler stops before the Alertmanager of the same process, which resolves every alert whose
+# end passes meanwhile and fires it again after: with 1 s, a rolling restart of Cortex on the
+# local cluster sent 'firing, resolved, firing' for one alert (the upgrade suite). 10 s: 40 s
+RESEND_DELAY_S = 10
 
 
 class Cortex(Store):
