@@ -323,22 +323,26 @@ class LocalProvider(Provider):
         return self.start_component(role)
 
     # -- log rule groups: files the tenant's vmalert reads -------------------
-    def _rules_dir(self, tenant: str) -> Path:
+    def _evaluator(self, tenant: str) -> Component:
         self._attach_all()
-        (inst,) = [c for c in self._of_role(LOGS_RULER) if c.tenant.name == tenant] or [None]
+        inst = next((c for c in self._of_role(LOGS_RULER) if c.tenant.name == tenant), None)
         if inst is None:
             raise StackproofError(f"platform {self.platform!r} has no tenant {tenant!r} with a log rule evaluator")
-        return inst.rules_dir(self.context())
+        return inst
+
+    def _rules_dir(self, tenant: str) -> Path:
+        return self._evaluator(tenant).rules_dir(self.context())
 
     def set_log_rules(self, tenant: str, namespace: str, text: str) -> None:
+        inst = self._evaluator(tenant)
         try:
-            path = self._rules_dir(tenant) / f"{check_namespace(namespace)}.yml"
+            path = inst.rules_dir(self.context()) / f"{check_namespace(namespace)}.yml"
             check_groups(text)
         except ValueError as exc:
             raise StackproofError(f"log rules {namespace!r} of {tenant}: {exc}") from None
         # what vmalert would refuse at its next reload (a LogsQL syntax error, an unknown
         # field, a duplicate group) is refused here, by the same binary, before it is installed
-        binary = Path(self.state["components"][f"vmalert-{tenant}"]["binary"])
+        binary = Path(self.state["components"][inst.name]["binary"])
         tmp = path.with_name(f".{path.name}.new")
         tmp.write_text(text)
         try:

@@ -45,8 +45,8 @@ def record_latency(check, what: str, seconds: float) -> None:
 
 
 def record_notifications(check, signal: str, tenant: str, expected: int, notes: list[dict]) -> None:
-    """One alert's notification counts for the session table: a duplicate is a repeated
-    (status, startsAt) notification inside one repeat interval, counted by the caller's bounds."""
+    """One alert's notification counts for the session table: ``expected`` is what the caller's
+    bounds allow; what arrived beyond it counts as duplicates, what fell short as missing."""
     got = len(notes)
     check.node.user_properties.append((PROP_NOTIFICATIONS, {
         "signal": signal, "tenant": tenant, "expected": expected, "received": got,

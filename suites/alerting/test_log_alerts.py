@@ -21,14 +21,6 @@ from ._timeline import record_latency, record_notifications
 pytestmark = pytest.mark.alerting
 
 
-@pytest.fixture
-def cleanup_log_rules(log_rules):
-    made = []
-    yield lambda tenant, ns: made.append((tenant, ns))
-    for tenant, ns in made:
-        log_rules(tenant).delete_namespace(ns)
-
-
 def _push(target, tenant, labels: dict, lines: list[tuple[int, str]]) -> None:
     r = LogsPush(target, tenant).push_json([(labels, lines)])
     if r.status_code != 204:
@@ -36,7 +28,7 @@ def _push(target, tenant, labels: dict, lines: list[tuple[int, str]]) -> None:
 
 
 def test_a_log_recording_rule_counts_exactly_the_lines_of_each_window(
-        target, tenant_a, log_rules, test_id, cleanup_log_rules, check):
+        target, tenant_a, log_rules, test_id, rules_cleanup, check):
     first_s = int(time.time()) + 5
     per_second = {first_s + k: k % 4 + 1 for k in range(40)}  # 1, 2, 3, 4, 1, ... lines in second k
     lines = [((s * 1000 + 500) * 10**6 + j, f"line {j} of second {s}") for s, n in per_second.items() for j in range(n)]
@@ -46,7 +38,7 @@ def test_a_log_recording_rule_counts_exactly_the_lines_of_each_window(
             "rules": [{"record": "stackproof:log_lines:count",
                        "expr": f'_stream:{{test="{test_id}"}} | stats count() as lines',
                        "labels": {"test": test_id}}]}
-    cleanup_log_rules(tenant_a, f"ns-{test_id}")
+    rules_cleanup(log_rules(tenant_a), f"ns-{test_id}")
     log_rules(tenant_a).set_group(f"ns-{test_id}", rule)
     promql = PromQLClient(target, tenant_a)
     out = {"__name__": "stackproof:log_lines:count", "stats_result": "lines", "test": test_id}
@@ -60,7 +52,7 @@ def test_a_log_recording_rule_counts_exactly_the_lines_of_each_window(
 
 
 def test_a_log_alert_reaches_the_tenants_webhook_through_the_alertmanager(
-        target, tenant_a, tenant_b, log_rules, rule_reads, alert_route, alert_receiver, test_id, cleanup_log_rules,
+        target, tenant_a, tenant_b, log_rules, rule_reads, alert_route, alert_receiver, test_id, rules_cleanup,
         check):
     lead_s, high_s = 6, 12
     first_s = int(time.time()) + lead_s
@@ -72,7 +64,7 @@ def test_a_log_alert_reaches_the_tenants_webhook_through_the_alertmanager(
                        "expr": f'_stream:{{test="{test_id}"}} "ERROR" | stats count() as errors | filter errors:>0',
                        "for": "2s", "labels": {"severity": "page", "test": test_id},
                        "annotations": {"summary": "{{ $value }} error lines in {{ $labels.test }}"}}]}
-    cleanup_log_rules(tenant_a, f"ns-{test_id}")
+    rules_cleanup(log_rules(tenant_a), f"ns-{test_id}")
     log_rules(tenant_a).set_group(f"ns-{test_id}", rule)
     reads = rule_reads(tenant_a, "logs")
     firing = check.visible("alert", lambda: [a for a in reads.alerts() if a["labels"].get("test") == test_id],

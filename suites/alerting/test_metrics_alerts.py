@@ -27,16 +27,8 @@ def _ns(test_id: str) -> str:
     return f"ns-{test_id}"
 
 
-@pytest.fixture
-def cleanup_rules(metrics_rules):
-    made = []
-    yield lambda tenant, ns: made.append((tenant, ns))
-    for tenant, ns in made:
-        metrics_rules(tenant).delete_namespace(ns)
-
-
 def test_a_recording_rule_equals_what_was_written_at_every_evaluation(target, tenant_a, metrics_rules, test_id,
-                                                                     cleanup_rules, check):
+                                                                     rules_cleanup, check):
     start = now_ms() - 30_000
     values = {i: [float(i * 1000 + k) for k in range(150)] for i in range(3)}
     for i, vals in values.items():
@@ -45,7 +37,7 @@ def test_a_recording_rule_equals_what_was_written_at_every_evaluation(target, te
     group = {"name": f"rec-{test_id}", "interval": "1s",
              "rules": [{"record": "stackproof:rec_input:sum",
                         "expr": f'sum by (test) (stackproof_rec_input{{test="{test_id}"}})'}]}
-    cleanup_rules(tenant_a, _ns(test_id))
+    rules_cleanup(metrics_rules(tenant_a), _ns(test_id))
     check.status(metrics_rules(tenant_a).set_group(_ns(test_id), group), 202, "set the recording rule")
     promql = PromQLClient(target, tenant_a)
     out = {"__name__": "stackproof:rec_input:sum", "test": test_id}
@@ -70,7 +62,7 @@ def _alerts_of(reads, test_id: str) -> list[dict]:
 
 
 def test_an_alert_goes_pending_then_firing_and_reaches_the_webhook_exactly_then_resolves(
-        target, tenant_a, metrics_rules, rule_reads, alert_route, alert_receiver, test_id, cleanup_rules, check):
+        target, tenant_a, metrics_rules, rule_reads, alert_route, alert_receiver, test_id, rules_cleanup, check):
     for_s, lead_s, high_s = 4, 8, 20
     start = now_ms() - 10_000
     # 0 until lead_s from now, 7 for high_s seconds, then 0 again
@@ -78,7 +70,7 @@ def test_an_alert_goes_pending_then_firing_and_reaches_the_webhook_exactly_then_
     values = [7.0 if true_ms <= start + k * 1000 < true_ms + high_s * 1000 else 0.0 for k in range(120)]
     labels = {"__name__": "stackproof_alert_input", "test": test_id}
     write_timeline(target, tenant_a, labels, start, values)
-    cleanup_rules(tenant_a, _ns(test_id))
+    rules_cleanup(metrics_rules(tenant_a), _ns(test_id))
     check.status(metrics_rules(tenant_a).set_group(_ns(test_id), _alert_rule(test_id, "life", for_s)), 202,
                  "set the alerting rule")
     reads = rule_reads(tenant_a)
@@ -125,7 +117,7 @@ def test_an_alert_goes_pending_then_firing_and_reaches_the_webhook_exactly_then_
 
 
 def test_a_silence_suppresses_the_notification_and_expiring_it_lets_one_through(
-        target, tenant_a, metrics_rules, alertmanager, alert_route, alert_receiver, test_id, cleanup_rules, check):
+        target, tenant_a, metrics_rules, alertmanager, alert_route, alert_receiver, test_id, rules_cleanup, check):
     am = alertmanager(tenant_a)
     now = time.time()
     sid = am.silence({"test": test_id}, now - 5, now + 3600, f"stackproof {test_id}")
@@ -134,7 +126,7 @@ def test_a_silence_suppresses_the_notification_and_expiring_it_lets_one_through(
     values = [7.0] * 150
     start = now_ms() - 10_000
     write_timeline(target, tenant_a, {"__name__": "stackproof_alert_input", "test": test_id}, start, values)
-    cleanup_rules(tenant_a, _ns(test_id))
+    rules_cleanup(metrics_rules(tenant_a), _ns(test_id))
     check.status(metrics_rules(tenant_a).set_group(_ns(test_id), _alert_rule(test_id, "silenced", 0)), 202,
                  "set the alerting rule")
     # the Alertmanager has it, silenced
@@ -156,14 +148,14 @@ def test_a_silence_suppresses_the_notification_and_expiring_it_lets_one_through(
 
 
 def test_notifications_repeat_at_the_repeat_interval_no_storm_none_dropped(
-        target, tenant_a, metrics_rules, rule_reads, alert_route, alert_receiver, test_id, cleanup_rules, check):
+        target, tenant_a, metrics_rules, rule_reads, alert_route, alert_receiver, test_id, rules_cleanup, check):
     repeat = alert_route["fast_repeat_interval_s"]
     high_s = 4 * repeat + 3
     start = now_ms() - 10_000
     true_ms = start + 15_000
     values = [7.0 if true_ms <= start + k * 1000 < true_ms + high_s * 1000 else 0.0 for k in range(200)]
     write_timeline(target, tenant_a, {"__name__": "stackproof_alert_input", "test": test_id}, start, values)
-    cleanup_rules(tenant_a, _ns(test_id))
+    rules_cleanup(metrics_rules(tenant_a), _ns(test_id))
     check.status(metrics_rules(tenant_a).set_group(_ns(test_id), _alert_rule(test_id, "repeat", 0,
                                                                              {"repeat": "fast"})), 202,
                  "set the alerting rule (fast repeat route)")

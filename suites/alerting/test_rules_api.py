@@ -45,9 +45,6 @@ def test_metrics_rule_groups_set_list_get_delete(metrics_rules, tenant_a, test_i
     check.equal(rules.list().get(ns), None, "the namespace is gone")
 
 
-VAGUE = pytest.mark.xfail(strict=True, reason=(
-    "Cortex v1.20.1 and v1.21.1 refuse a rule group whose YAML does not decode (a bad duration) with 'unable to "
-    "decoded rule group' and nothing about what or where (ErrBadRuleGroup, pkg/ruler/api.go); found by stackproof"))
 INVALID_METRICS_GROUPS = {
     "bad PromQL": ({"name": "g", "rules": [{"record": "r", "expr": "sum(("}]}, "parse"),
     "an alert with a bad for": ({"name": "g", "rules": [{"alert": "A", "expr": "vector(1)", "for": "soon"}]},
@@ -61,12 +58,15 @@ INVALID_METRICS_GROUPS = {
 }
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=VAGUE) if c == "an alert with a bad for" else c
-                                  for c in INVALID_METRICS_GROUPS])
+# the cases whose refusal a known defect leaves nameless
+REFUSAL_DEFECTS = {"bad PromQL": "empty-promql-refusal", "an alert with a bad for": "vague-rule-decode-refusal"}
+
+
+@pytest.mark.parametrize("case", INVALID_METRICS_GROUPS)
 def test_an_invalid_metrics_rule_group_is_refused_and_nothing_stored_is_harmed(target, metrics_rules, tenant_a, test_id,
                                                                                 check, case, request):
-    if case == "bad PromQL":
-        known_defect(request, target, "empty-promql-refusal")
+    if case in REFUSAL_DEFECTS:
+        known_defect(request, target, REFUSAL_DEFECTS[case])
     rules = metrics_rules(tenant_a)
     ns = f"ns-{test_id}"
     kept = recording_group(test_id)
@@ -82,11 +82,9 @@ def test_an_invalid_metrics_rule_group_is_refused_and_nothing_stored_is_harmed(t
         rules.delete_namespace(ns)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Cortex v1.20.1 and v1.21.1 accept a rule group with an unknown field and drop the field silently: the "
-    "ruler API decodes with yaml.v3 Unmarshal, not a KnownFields decoder (pkg/ruler/api.go CreateRuleGroup), "
-    "where Prometheus' rulefmt refuses it; found by stackproof"))
-def test_a_metrics_rule_group_with_an_unknown_field_is_refused(metrics_rules, tenant_a, test_id, check):
+def test_a_metrics_rule_group_with_an_unknown_field_is_refused(target, metrics_rules, tenant_a, test_id, check,
+                                                               request):
+    known_defect(request, target, "unknown-rule-field-dropped")
     rules = metrics_rules(tenant_a)
     ns = f"ns-{test_id}"
     group = recording_group(test_id)

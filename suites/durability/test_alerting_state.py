@@ -32,7 +32,7 @@ def _state(target, tenant, system, test_id):
     return rules, config, am, group, cfg, sid
 
 
-def _back(target, am) -> None:
+def _back(am) -> None:
     vis = poll_until(lambda: am.silences() is not None, bool, timeout=60)
     assert vis.ok, f"the Alertmanager did not answer after the restart: {vis.detail}"
 
@@ -51,7 +51,7 @@ def test_rule_groups_and_alertmanager_configs_survive_a_restart_of_the_metrics_s
         else:
             check.equal(platform_control.stop_component("metrics-store"), "stopped", "the metrics store stops")
         platform_control.start_component("metrics-store")
-        _back(target, am)
+        _back(am)
         check.equal(rules.get_group(f"ns-{test_id}", group["name"]), group, f"the rule group after {how}")
         check.equal(config.get()["alertmanager_config"], cfg, f"the Alertmanager config after {how}")
     finally:
@@ -65,7 +65,7 @@ def test_silences_survive_a_graceful_stop_of_the_metrics_store(target, tenant_a,
     try:
         check.equal(platform_control.stop_component("metrics-store"), "stopped", "the metrics store stops")
         platform_control.start_component("metrics-store")
-        _back(target, am)
+        _back(am)
         check.true(_active(am, sid), "the silence is active after a graceful stop")
     finally:
         rules.delete_namespace(f"ns-{test_id}")
@@ -79,7 +79,7 @@ def test_silences_survive_kill_9_of_the_metrics_store(target, tenant_a, system_t
     try:
         platform_control.kill_component("metrics-store")
         platform_control.start_component("metrics-store")
-        _back(target, am)
+        _back(am)
         check.true(_active(am, sid), "the silence is active after kill -9")
     finally:
         rules.delete_namespace(f"ns-{test_id}")
