@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.clients import LogsPush, PromQLClient, RemoteWriteClient, Select, logs_reader
+from harness.clients import LogsPush, PromQLClient, RemoteWriteClient, Select, logs_reader, poll_until
+from harness.clients.alerting import RuleGroups
 from harness.writers import ContinuousWriter, judge_crash_loss, read_back, verify
 
 pytestmark = pytest.mark.durability
@@ -26,12 +27,34 @@ ROLE_OF = {"metrics": "metrics-store", "logs": "logs-store"}
 SIGNALS = tuple(ROLE_OF)
 
 
+def _served(target, tenant) -> dict[str, str]:
+    """What each store answers through the gateway to a harmless read: {} when all serve."""
+    bad = {}
+    for what, read in (("metrics store (PromQL)", lambda: PromQLClient(target, tenant).query("vector(1)")),
+                       ("logs store", lambda: logs_reader(target, tenant).count(Select.of({"job": "none"}),
+                                                                                 time.time_ns() - 10**9,
+                                                                                 time.time_ns())),
+                       *((("the ruler's API", lambda: RuleGroups(target, tenant).list()),)
+                         if target.has("alerting") else ())):
+        try:
+            read()
+        except Exception as exc:  # what failed is the report
+            bad[what] = f"{type(exc).__name__}: {str(exc)[:120]}"
+    return bad
+
+
 @pytest.fixture(autouse=True)
-def one_at_a_time(target):
-    """Durability tests take the platform down in turns, even under xdist."""
+def one_at_a_time(target, tenant_a):
+    """Durability tests take the platform down in turns, even under xdist, and each
+    starts on a platform whose stores answer through the gateway: a store another
+    test restarted may be ready on its own port before the gateway reaches every
+    path of it (the alerting test's first ruler request once got the gateway's 502)."""
     lock = Path(tempfile.gettempdir()) / f"stackproof-durability-{target.name}.lock"
     with open(lock, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
+        vis = poll_until(lambda: _served(target, tenant_a), lambda bad: not bad, timeout=120)
+        if not vis.ok:
+            pytest.fail(f"the platform does not serve through the gateway after 120 s: {vis.value}", pytrace=False)
         yield
 
 
