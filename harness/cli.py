@@ -44,7 +44,7 @@ from .target import Target
 from .workload import SIGNALS, Workload, parse_shape
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_SUITES = ("smoke", "metrics", "logs", "security", "alerting")
+DEFAULT_SUITES = ("smoke", "metrics", "logs", "security", "otlp", "alerting")
 
 
 def _mb(n: int) -> str:

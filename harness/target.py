@@ -9,10 +9,13 @@ tested by writing one by hand. Example::
     metrics:
       write_path: /api/v1/push      # Prometheus remote write
       query_path: /prometheus       # PromQL API lives under <query_path>/api/v1/
+      otlp_path: /api/v1/otlp/v1/metrics    # OTLP metrics over HTTP (protobuf or JSON)
+      otlp_promoted: [deployment.environment]  # OTLP resource attributes the store makes labels of every series
     logs:
       api: victorialogs             # the logs dialect: victorialogs (LogsQL) or loki (LogQL)
       push_path: /insert/loki/api/v1/push    # Loki push (JSON, snappy protobuf); loki: /loki/api/v1/push
       query_path: /select/logsql    # LogsQL endpoints; loki: /loki/api/v1 (query_range, labels, tail, ...)
+      otlp_path: /insert/opentelemetry/v1/logs   # OTLP logs over HTTP; loki: /otlp/v1/logs
     tenants:                        # account_id: VictoriaLogs' AccountID the gateway sets for the token
       - {name: team-a, token: "...", account_id: 1}
       - {name: team-b, token: "...", account_id: 2}
@@ -59,6 +62,7 @@ KNOWN_CAPABILITIES = {
     "alerting",  # metrics rules (a ruler and its API) and a multi-tenant Alertmanager with its API
     "log-alerting",  # log rules evaluated per tenant, alerting through the same Alertmanager
     "alerting-webhook",  # the platform's Alertmanager can reach a receiver on the harness's loopback
+    "otlp",  # OTLP over HTTP through the gateway: metrics (metrics.otlp_path) and logs (logs.otlp_path)
 }
 ROLES = ("user", "system", "limited")
 # the logs dialects and the paths each one has unless the target file says otherwise
@@ -167,6 +171,10 @@ class Target:
     ca_file: str | None = None
     metrics_write_path: str = "/api/v1/push"
     metrics_query_path: str = "/prometheus"
+    metrics_otlp_path: str = "/api/v1/otlp/v1/metrics"
+    # resource attributes the metrics store promotes to labels of every series of an OTLP export
+    # (beyond service.name/namespace -> job and service.instance.id -> instance, which are always)
+    metrics_otlp_promoted: list[str] = field(default_factory=list)
     logs_api: str = "victorialogs"
     logs_push_path: str = LOGS_APIS["victorialogs"]["push_path"]
     logs_query_path: str = LOGS_APIS["victorialogs"]["query_path"]
@@ -223,6 +231,10 @@ class Target:
         return self.url(self.metrics_query_path)
 
     @property
+    def metrics_otlp_url(self) -> str:
+        return self.url(self.metrics_otlp_path)
+
+    @property
     def logs_push_url(self) -> str:
         return self.url(self.logs_push_path)
 
@@ -258,7 +270,8 @@ class Target:
             d["release"] = self.release
         if self.ca_file:
             d["ca_file"] = self.ca_file
-        d["metrics"] = {"write_path": self.metrics_write_path, "query_path": self.metrics_query_path}
+        d["metrics"] = {"write_path": self.metrics_write_path, "query_path": self.metrics_query_path,
+                        "otlp_path": self.metrics_otlp_path, "otlp_promoted": list(self.metrics_otlp_promoted)}
         d["logs"] = {"api": self.logs_api, "push_path": self.logs_push_path, "query_path": self.logs_query_path,
                      "otlp_path": self.logs_otlp_path}
         d["tenants"] = [t.to_dict() for t in self.tenants]
@@ -364,20 +377,25 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
     if isinstance(logs_sec, dict) and logs_api not in LOGS_APIS:
         raise bad("logs.api", f"must be one of {', '.join(LOGS_APIS)}, got {logs_api!r}")
     paths = {}
-    for section, keys, defaults in (("metrics", ("write_path", "query_path"), {}),
+    for section, keys, defaults in (("metrics", ("write_path", "query_path", "otlp_path"), {}),
                                     ("logs", ("push_path", "query_path", "otlp_path"), LOGS_APIS.get(logs_api, {}))):
         sec = data.get(section, {}) or {}
         if not isinstance(sec, dict):
             raise bad(section, "must be a mapping")
+        extra = {"logs": "api", "metrics": "otlp_promoted"}[section]
         for k in sec:
-            if k not in keys and not (section == "logs" and k == "api"):
-                known_keys = ", ".join(keys) + (", api" if section == "logs" else "")
+            if k not in keys and k != extra:
+                known_keys = ", ".join((*keys, extra))
                 raise bad(f"{section}.{k}", f"is not known (known: {known_keys})")
         for k in keys:
             v = opt_str(k, defaults.get(k), sec, f"{section}.")
             if v is not None and not v.startswith("/"):
                 raise bad(f"{section}.{k}", f"must start with '/', got {v!r}")
             paths[f"{section}_{k}"] = v
+
+    promoted = (data.get("metrics") or {}).get("otlp_promoted", [])
+    if not isinstance(promoted, list) or not all(isinstance(a, str) and a for a in promoted):
+        raise bad("metrics.otlp_promoted", "must be a list of resource attribute names")
 
     raw_tenants = data.get("tenants")
     if raw_tenants is None:
@@ -466,6 +484,7 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
         durability=durability,
         alerting=alerting,
         logs_api=logs_api,
+        metrics_otlp_promoted=list(promoted),
         **kwargs,
     )
 

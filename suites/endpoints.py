@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from harness.clients import logs_reader
+from harness.clients import otlp
 from harness.clients.logs import encode_push_json
 from harness.clients.metrics import REMOTE_WRITE_HEADERS, encode_write_request
 
@@ -31,6 +32,19 @@ WRITE_AND_PROMQL = {
 }
 
 
+# OTLP over HTTP (capability 'otlp'): an empty export of each signal, in protobuf
+OTLP = {
+    "otlp metrics": ("POST", lambda t, now: t.metrics_otlp_url,
+                     lambda now: otlp.encode(otlp.metrics_request([], {}))[0], {"Content-Type": otlp.PROTOBUF}),
+    "otlp logs": ("POST", lambda t, now: t.logs_otlp_url,
+                  lambda now: otlp.encode(otlp.logs_request([], {}))[0], {"Content-Type": otlp.PROTOBUF}),
+}
+
+
+def _writes(target) -> dict:
+    return {**WRITE_AND_PROMQL, **(OTLP if target.has("otlp") else {})}
+
+
 # the rules and Alertmanager reads (capability 'alerting'): name -> (url(target), what a tenant gets:
 # a tenant without rule groups or an Alertmanager config of its own gets 404 from those two)
 ALERTING = {
@@ -53,7 +67,7 @@ def _alerting(target) -> dict:
 
 
 def endpoint_names(target) -> list[str]:
-    return [*WRITE_AND_PROMQL, *logs_reader(target, None).endpoints(time.time_ns()), *_alerting(target)]
+    return [*_writes(target), *logs_reader(target, None).endpoints(time.time_ns()), *_alerting(target)]
 
 
 def ok_statuses(target, name: str) -> tuple[int, ...]:
@@ -64,8 +78,8 @@ def ok_statuses(target, name: str) -> tuple[int, ...]:
 def request_endpoint(session, target, name: str):
     """Send the named endpoint's request with ``session`` (a tenant's, or anonymous)."""
     now = int(time.time())
-    if name in WRITE_AND_PROMQL:
-        method, url, body, headers = WRITE_AND_PROMQL[name]
+    if name in _writes(target):
+        method, url, body, headers = _writes(target)[name]
         return session.request(method, url(target, now), data=body(now), headers=headers)
     if name in _alerting(target):
         return session.get(_alerting(target)[name][0](target))

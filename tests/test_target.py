@@ -13,7 +13,7 @@ from harness.target import Target
 GOOD = {
     "name": "prod",
     "gateway_url": "https://gw.example.net:8443",
-    "metrics": {"write_path": "/api/v1/push", "query_path": "/prometheus"},
+    "metrics": {"write_path": "/api/v1/push", "query_path": "/prometheus", "otlp_promoted": ["deployment.environment"]},
     "logs": {"api": "victorialogs", "push_path": "/insert/loki/api/v1/push", "query_path": "/select/logsql"},
     "tenants": [{"name": "a", "token": "tok-a-secret", "account_id": 1},
                 {"name": "b", "token": "tok-b-secret", "account_id": 2},
@@ -37,6 +37,8 @@ def test_round_trip(tmp_path):
     assert [x.name for x in t.user_tenants] == ["a", "b"]
     assert t.system_tenant.name == "sys"
     assert t.metrics_query_url == "https://gw.example.net:8443/prometheus"
+    assert t.metrics_otlp_url == "https://gw.example.net:8443/api/v1/otlp/v1/metrics"  # the default path
+    assert t.metrics_otlp_promoted == ["deployment.environment"]
     saved = t.save(tmp_path / "out" / "t2.yaml")
     assert oct(os.stat(saved).st_mode & 0o777) == "0o600"
     again = Target.load(saved)
@@ -98,6 +100,11 @@ BAD = [
     (_with(GOOD, "a b", "tenants", 1, "name"), "field 'tenants[1].name' 'a b' is not a valid tenant ID"),
     (_with(GOOD, [], "tenants"), "field 'tenants' must be a non-empty list"),
     (_with(GOOD, "prometheus", "metrics", "query_path"), "field 'metrics.query_path' must start with '/'"),
+    (_with(GOOD, "api/v1/otlp/v1/metrics", "metrics", "otlp_path"), "field 'metrics.otlp_path' must start with '/'"),
+    (_with(GOOD, "service.name", "metrics", "otlp_promoted"),
+     "field 'metrics.otlp_promoted' must be a list of resource attribute names"),
+    (_with(GOOD, "/x", "metrics", "remote_write_v2"), "field 'metrics.remote_write_v2' is not known (known: "
+                                                      "write_path, query_path, otlp_path, otlp_promoted)"),
     (_with(GOOD, ["metrics", "teleport"], "capabilities"), "unknown capability 'teleport'"),
     (_with(GOOD, "missing.pem", "ca_file"), "field 'ca_file' names"),
     ({**GOOD, "gateway": "x"}, "field 'gateway' is not a target field"),

@@ -271,6 +271,8 @@ class StoreAPI:
     crash_loss_seconds: float = 0.0
     # buckets beside the store's own (named by it), e.g. Cortex's rule and alert stores
     extra_buckets: tuple[str, ...] = ()
+    # a metrics store's OTLP resource attributes promoted to labels of every series
+    otlp_promoted: tuple[str, ...] = ()
 
 
 class Store(StoreAPI, Component):

@@ -60,5 +60,12 @@ def declared_alerting() -> Alerting:
                     **{k: float(max(d.get(k, 0) for d in declared)) for k in keys})
 
 
+def declared_otlp() -> dict:
+    """Target keywords of what the metrics store declares of OTLP: the resource attributes
+    it promotes to labels (the OTLP suite proves them)."""
+    from ..components import METRICS_STORE
+    return {"metrics_otlp_promoted": list(by_role(METRICS_STORE).otlp_promoted)}
+
+
 def state_root() -> Path:
     return Path(os.environ.get("STACKPROOF_STATE") or Path.home() / ".local" / "state" / "stackproof")

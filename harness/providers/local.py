@@ -31,8 +31,8 @@ from ..releases import Release
 from ..target import DEFAULT_LIMITS, Target, logs_fields
 from ..tls import TLSFiles, write_platform_pki
 from .base import READY, STARTING, STOPPING, Provider, SwapHook, read_state, write_state
-from .common import (ALERTING_CAPABILITIES, declared_alerting, declared_durability, limited_overrides, new_tenants,
-                     state_root)
+from .common import (ALERTING_CAPABILITIES, declared_alerting, declared_durability, declared_otlp,
+                     limited_overrides, new_tenants, state_root)
 
 STORAGE_TYPES = ("filesystem", "s3")
 
@@ -148,13 +148,13 @@ class LocalProvider(Provider):
         target = Target(
             name=self.platform, provider="local", gateway_url=f"https://127.0.0.1:{ports['gateway']}",
             tenants=tenants, ca_file=str(tls.ca_cert),
-            capabilities=["metrics", "logs", "tail", "agent", "restart", *ALERTING_CAPABILITIES],
+            capabilities=["metrics", "logs", "tail", "agent", "restart", "otlp", *ALERTING_CAPABILITIES],
             components={c.name: c.endpoint(self._ctx_for(ports, tls, tenants)) for c in self.active(tenants)},
             limits=dict(DEFAULT_LIMITS), logs_dir=str(self.root / "logs"),
             object_storage=self._published_storage(ports),
             durability=declared_durability(),
             alerting=declared_alerting(),
-            **logs_fields(by_role(LOGS_STORE).dialect),
+            **logs_fields(by_role(LOGS_STORE).dialect), **declared_otlp(),
         )
         target.save(self.target_file)
         self._save_state()

@@ -32,7 +32,7 @@ from ...releases import Release
 from ...components import LOGS_STORE, ROLES, SIGNAL_ROLES, Component, by_role
 from ...target import DEFAULT_LIMITS, Target, Tenant, logs_fields
 from ..base import READY, STARTING, STOPPING, SwapHook
-from ..common import declared_alerting, declared_durability, new_tenants, state_root
+from ..common import declared_alerting, declared_durability, declared_otlp, new_tenants, state_root
 from .client import ApiError, KubeApi
 from .manifests import (OBJECT_STORAGE_SECRET, PART_OF, TENANTS_SECRET, TLS_SECRET, PlatformManifests, version_of)
 from .pki import GatewayPKI
@@ -43,7 +43,7 @@ from .pki import GatewayPKI
 # evaluator (vmalert) has no cluster shape yet, and no receiver on the harness's machine is known
 # to be reachable from a cluster's pods: no 'log-alerting', no 'alerting-webhook' (the local-kube
 # provider adds the latter: its node lets pods reach the host's end of its veth)
-CAPABILITIES = ["metrics", "logs", "tail", "agent", "restart", "alerting"]
+CAPABILITIES = ["metrics", "logs", "tail", "agent", "restart", "otlp", "alerting"]
 
 
 def _subset(live, wanted) -> bool:
@@ -330,7 +330,8 @@ class KubeDeployer(PlatformManifests):
                       tenants=list(self.tenants), ca_file=str(ca), capabilities=list(CAPABILITIES),
                       release=release.name, limits=dict(DEFAULT_LIMITS), durability=declared_durability(),
                       alerting=declared_alerting(),
-                      object_storage=self._published_storage(), **logs_fields(by_role(LOGS_STORE).dialect))
+                      object_storage=self._published_storage(), **logs_fields(by_role(LOGS_STORE).dialect),
+                      **declared_otlp())
 
     @staticmethod
     def _url_host(host: str) -> str:
