@@ -5,6 +5,10 @@ from the installed runtime):
 - Prometheus remote write 1.0 (``prometheus.WriteRequest``, from
   prometheus/prompb/remote.proto and types.proto; gogoproto options dropped,
   field numbers and types as upstream);
+- Prometheus remote write 2.0 (``io.prometheus.write.v2.Request``, from
+  prometheus/prompb/io/prometheus/write/v2/types.proto at v0.308.1: the
+  symbol table, label references, samples, native histograms, exemplars and
+  metadata; gogoproto options dropped, field numbers and types as upstream);
 - the Loki push protocol (``logproto.PushRequest``, from pkg/push/push.proto, an
   Apache-2.0 module of its own), which VictoriaLogs and Loki both accept.
 """
@@ -31,6 +35,36 @@ _PROM = ("prometheus", "stackproof/prompb.proto", [
     ("MetricMetadata", [("type", 1, F.TYPE_INT32, _OPT, None),  # enum MetricType on the wire
                         ("metric_family_name", 2, F.TYPE_STRING, _OPT, None),
                         ("help", 4, F.TYPE_STRING, _OPT, None), ("unit", 5, F.TYPE_STRING, _OPT, None)]),
+], [])
+
+_SINT32, _SINT64, _UINT32, _UINT64, _DOUBLE, _INT64 = (F.TYPE_SINT32, F.TYPE_SINT64, F.TYPE_UINT32, F.TYPE_UINT64,
+                                                      F.TYPE_DOUBLE, F.TYPE_INT64)
+_MSG = F.TYPE_MESSAGE
+_PRW2 = ("io.prometheus.write.v2", "stackproof/prw2.proto", [
+    ("Request", [("symbols", 4, F.TYPE_STRING, _REP, None),
+                 ("timeseries", 5, _MSG, _REP, ".io.prometheus.write.v2.TimeSeries")]),
+    ("TimeSeries", [("labels_refs", 1, _UINT32, _REP, None),
+                    ("samples", 2, _MSG, _REP, ".io.prometheus.write.v2.Sample"),
+                    ("histograms", 3, _MSG, _REP, ".io.prometheus.write.v2.Histogram"),
+                    ("exemplars", 4, _MSG, _REP, ".io.prometheus.write.v2.Exemplar"),
+                    ("metadata", 5, _MSG, _OPT, ".io.prometheus.write.v2.Metadata")]),
+    ("Exemplar", [("labels_refs", 1, _UINT32, _REP, None), ("value", 2, _DOUBLE, _OPT, None),
+                  ("timestamp", 3, _INT64, _OPT, None)]),
+    ("Sample", [("value", 1, _DOUBLE, _OPT, None), ("timestamp", 2, _INT64, _OPT, None)]),
+    ("Metadata", [("type", 1, F.TYPE_INT32, _OPT, None),  # enum MetricType on the wire
+                  ("help_ref", 3, _UINT32, _OPT, None), ("unit_ref", 4, _UINT32, _OPT, None)]),
+    # the oneofs count and zero_count are plain fields here: a sender sets one of each pair
+    ("Histogram", [("count_int", 1, _UINT64, _OPT, None), ("count_float", 2, _DOUBLE, _OPT, None),
+                   ("sum", 3, _DOUBLE, _OPT, None), ("schema", 4, _SINT32, _OPT, None),
+                   ("zero_threshold", 5, _DOUBLE, _OPT, None), ("zero_count_int", 6, _UINT64, _OPT, None),
+                   ("zero_count_float", 7, _DOUBLE, _OPT, None),
+                   ("negative_spans", 8, _MSG, _REP, ".io.prometheus.write.v2.BucketSpan"),
+                   ("negative_deltas", 9, _SINT64, _REP, None), ("negative_counts", 10, _DOUBLE, _REP, None),
+                   ("positive_spans", 11, _MSG, _REP, ".io.prometheus.write.v2.BucketSpan"),
+                   ("positive_deltas", 12, _SINT64, _REP, None), ("positive_counts", 13, _DOUBLE, _REP, None),
+                   ("reset_hint", 14, F.TYPE_INT32, _OPT, None), ("timestamp", 15, _INT64, _OPT, None),
+                   ("custom_values", 16, _DOUBLE, _REP, None)]),
+    ("BucketSpan", [("offset", 1, _SINT32, _OPT, None), ("length", 2, _UINT32, _OPT, None)]),
 ], [])
 
 _LOKI = ("logproto", "stackproof/push.proto", [
@@ -64,12 +98,17 @@ def _build(spec) -> dict:
 
 _prom = _build(_PROM)
 _loki = _build(_LOKI)
+_prw2 = _build(_PRW2)
 
 WriteRequest = _prom["WriteRequest"]
 TimeSeries = _prom["TimeSeries"]
 Label = _prom["Label"]
 Sample = _prom["Sample"]
 MetricMetadata = _prom["MetricMetadata"]
+
+V2Request = _prw2["Request"]
+V2TimeSeries = _prw2["TimeSeries"]
+V2Histogram = _prw2["Histogram"]
 
 PushRequest = _loki["PushRequest"]
 StreamAdapter = _loki["StreamAdapter"]

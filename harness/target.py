@@ -62,6 +62,7 @@ KNOWN_CAPABILITIES = {
     "alerting",  # metrics rules (a ruler and its API) and a multi-tenant Alertmanager with its API
     "log-alerting",  # log rules evaluated per tenant, alerting through the same Alertmanager
     "alerting-webhook",  # the platform's Alertmanager can reach a receiver on the harness's loopback
+    "remote-write-2",  # the metrics write path takes Prometheus remote write 2.0 (else it must answer 415)
     "otlp",  # OTLP over HTTP through the gateway: metrics (metrics.otlp_path) and logs (logs.otlp_path)
 }
 ROLES = ("user", "system", "limited")

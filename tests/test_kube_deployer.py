@@ -996,7 +996,7 @@ def test_deploy_applies_server_side_for_real_and_is_idempotent(control_plane, tm
     with StandIn(kc, "sp-deploy"):
         target = d.deploy(NEW, timeout=60)
     assert target.gateway_url == "https://lb.stackproof.test" and target.provider == "aws"
-    assert target.capabilities == ["metrics", "logs", "tail", "agent", "restart", "otlp", "alerting"]
+    assert target.capabilities == ["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp", "alerting"]
     assert target.release == NEW.name
     assert [(t.name, t.role, t.account_id) for t in target.tenants] == [
         ("tenant-a", "user", 1), ("tenant-b", "user", 2), ("tenant-limited", "limited", 3),
@@ -1299,7 +1299,7 @@ def test_storage_class_goes_on_every_volume_claim():
 def test_the_target_declares_restart_for_every_deployer_provider():
     """aws, gcp and kube all take their target from the deployer: 'restart' is in it."""
     from harness.providers.kube import CAPABILITIES
-    assert CAPABILITIES == ["metrics", "logs", "tail", "agent", "restart", "otlp", "alerting"]
+    assert CAPABILITIES == ["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp", "alerting"]
     for module, cls in (("harness.providers.aws", "AWSProvider"), ("harness.providers.gcp", "GCPProvider"),
                         ("harness.providers.kubecluster", "KubeProvider")):
         provider = getattr(__import__(module, fromlist=[cls]), cls)

@@ -43,7 +43,7 @@ from .pki import GatewayPKI
 # evaluator (vmalert) has no cluster shape yet, and no receiver on the harness's machine is known
 # to be reachable from a cluster's pods: no 'log-alerting', no 'alerting-webhook' (the local-kube
 # provider adds the latter: its node lets pods reach the host's end of its veth)
-CAPABILITIES = ["metrics", "logs", "tail", "agent", "restart", "otlp", "alerting"]
+CAPABILITIES = ["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp", "alerting"]
 
 
 def _subset(live, wanted) -> bool:
