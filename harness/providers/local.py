@@ -148,7 +148,8 @@ class LocalProvider(Provider):
         target = Target(
             name=self.platform, provider="local", gateway_url=f"https://127.0.0.1:{ports['gateway']}",
             tenants=tenants, ca_file=str(tls.ca_cert),
-            capabilities=["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp", *ALERTING_CAPABILITIES],
+            capabilities=["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp",
+                          *ALERTING_CAPABILITIES],
             components={c.name: c.endpoint(self._ctx_for(ports, tls, tenants)) for c in self.active(tenants)},
             limits=dict(DEFAULT_LIMITS), logs_dir=str(self.root / "logs"),
             object_storage=self._published_storage(ports),
