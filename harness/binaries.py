@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 import requests
+import yaml
 
 from . import say
 from .errors import ComponentError, StackproofError
@@ -67,6 +68,40 @@ class GoRecipe:
 
 
 @dataclass(frozen=True)
+class CollectorRecipe:
+    """A custom OpenTelemetry Collector, made by the Collector's own builder (ocb,
+    ``go.opentelemetry.io/collector/cmd/builder``, itself built from its module): a
+    manifest names the distribution and its components' modules; the builder
+    generates the main module and compiles it. ``components`` is ((kind, module,
+    version key), ...), kind as the manifest's sections (receivers, exporters,
+    providers, ...); ``versions`` maps a release version to the module version of
+    each key ("core", "contrib", "stable"): the Collector's modules move together."""
+
+    name: str  # the distribution's (and the binary's) name
+    components: tuple[tuple[str, str, str], ...]
+    versions: dict[str, dict[str, str]]
+    builder_module: str = "go.opentelemetry.io/collector/cmd/builder"
+
+    def manifest(self, version: str, output: Path) -> dict:
+        if version not in self.versions:
+            raise StackproofError(f"{self.name}: no module versions are pinned for {version} "
+                                  f"(known: {', '.join(self.versions)})")
+        mods = self.versions[version]
+        out: dict = {"dist": {"module": f"stackproof.local/{self.name}", "name": self.name,
+                              "description": f"stackproof's OpenTelemetry Collector {version}",
+                              "output_path": str(output), "version": version.lstrip("v")}}
+        for kind, module, key in self.components:
+            out.setdefault(kind, []).append({"gomod": f"{module} {mods[key]}"})
+        return out
+
+    def builder_spec(self) -> "BinarySpec":
+        return BinarySpec(name="ocb", go=GoRecipe(module=self.builder_module, package=self.builder_module))
+
+    def builder_version(self, version: str) -> str:
+        return self.versions[version]["core"]
+
+
+@dataclass(frozen=True)
 class ArchiveRecipe:
     """Where the official release archive lives, for users with internet."""
 
@@ -91,6 +126,7 @@ class BinarySpec:
     # of ``go``, the recipe of every older version), ...), newest boundary first;
     # e.g. VictoriaLogs before v1.25 lives in the VictoriaMetrics module
     older_go: tuple[tuple[str, GoRecipe], ...] = field(default=())
+    collector: CollectorRecipe | None = None  # a Collector the builder makes (instead of ``go``)
 
     def go_for(self, version: str | None) -> GoRecipe | None:
         """The recipe that builds ``version``."""
@@ -171,6 +207,12 @@ class BinaryResolver:
         if not build:
             raise StackproofError(f"{spec.name} {version} is not in the cache ({self.cache}); run 'stackproof build'")
         go = shutil.which("go")
+        if spec.collector and go:
+            with self._build_lock(spec, version):
+                path = self.cached(spec, version)
+                if path:
+                    return Resolved(path, "cache", time.monotonic() - t0)
+                return Resolved(self.collector_build(spec, version, go), "go-build", time.monotonic() - t0)
         can_fetch = spec.archive and os.environ.get("STACKPROOF_ALLOW_DOWNLOAD") == "1"
         if (spec.go and go) or can_fetch:
             with self._build_lock(spec, version):
@@ -180,7 +222,7 @@ class BinaryResolver:
                 if spec.go and go:
                     return Resolved(self.go_build(spec, version, go), "go-build", time.monotonic() - t0)
                 return Resolved(self.fetch_archive(spec, version), "archive", time.monotonic() - t0)
-        if spec.go and not go:
+        if (spec.go or spec.collector) and not go:
             raise StackproofError(
                 f"cannot build {spec.name} {version}: the Go toolchain is missing ('go' is not on PATH); "
                 f"install Go, set {override_var(spec)}, or set STACKPROOF_ALLOW_DOWNLOAD=1 "
@@ -210,38 +252,11 @@ class BinaryResolver:
         log_path = work / "build.log"
         out = self.bin_path(spec, version)
         out.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env.setdefault("GOFLAGS", "-mod=mod")
-        env["GOWORK"] = "off"
-        env["CGO_ENABLED"] = env.get("CGO_ENABLED", "0")
+        env = self._go_env()
         t0 = time.monotonic()
         with open(log_path, "w") as log:
             def run(args: list[str], phase: str, count_lines: int | None = None) -> None:
-                log.write(f"$ {' '.join(args)}\n")
-                log.flush()
-                proc = subprocess.Popen(args, cwd=work, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, bufsize=1)
-                done = [0]
-                stop = threading.Event()
-
-                def ticker() -> None:
-                    while not stop.wait(15):
-                        what = f"{done[0]}/{count_lines} packages" if count_lines else f"{done[0]} log lines"
-                        self.progress(f"{spec.name} {version}: {phase} ... {what}, {time.monotonic() - t0:.0f}s")
-
-                th = threading.Thread(target=ticker, daemon=True)
-                th.start()
-                assert proc.stdout is not None
-                for line in proc.stdout:
-                    log.write(line)
-                    done[0] += 1
-                rc = proc.wait()
-                stop.set()
-                log.flush()
-                if rc != 0:
-                    raise ComponentError(
-                        f"building {spec.name} {version} failed during {phase} (exit {rc}); log: {log_path}",
-                        _tail(log_path))
+                self._run_logged(args, work, env, log, log_path, spec, version, phase, t0, count_lines)
 
             self.progress(f"{spec.name} {version}: building from Go module {recipe.module}@{modver} "
                           f"(log: {log_path})")
@@ -268,6 +283,78 @@ class BinaryResolver:
         seconds = time.monotonic() - t0
         self._write_manifest(out, spec, version, "go-build", seconds, module=f"{recipe.module}@{modver}",
                              recipe=recipe_id(spec, version),
+                             go_version=subprocess.run([go, "env", "GOVERSION"], capture_output=True,
+                                                       text=True).stdout.strip())
+        self.progress(f"{spec.name} {version}: built in {seconds:.0f}s -> {out} "
+                      f"({out.stat().st_size / 1e6:.0f} MB)")
+        return out
+
+    def _run_logged(self, args: list[str], work: Path, env: dict, log, log_path: Path, spec: BinarySpec,
+                    version: str, phase: str, t0: float, count_lines: int | None = None) -> None:
+        """Run one build step with its output in the build log and a progress line every 15 s;
+        a failure names the component, the version, the phase and the log's last lines."""
+        log.write(f"$ {' '.join(args)}\n")
+        log.flush()
+        proc = subprocess.Popen(args, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, bufsize=1)
+        done = [0]
+        stop = threading.Event()
+
+        def ticker() -> None:
+            while not stop.wait(15):
+                what = f"{done[0]}/{count_lines} packages" if count_lines else f"{done[0]} log lines"
+                self.progress(f"{spec.name} {version}: {phase} ... {what}, {time.monotonic() - t0:.0f}s")
+
+        th = threading.Thread(target=ticker, daemon=True)
+        th.start()
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            done[0] += 1
+        rc = proc.wait()
+        stop.set()
+        log.flush()
+        if rc != 0:
+            raise ComponentError(f"building {spec.name} {version} failed during {phase} (exit {rc}); "
+                                 f"log: {log_path}", _tail(log_path))
+
+    @staticmethod
+    def _go_env() -> dict:
+        env = dict(os.environ)
+        env.setdefault("GOFLAGS", "-mod=mod")
+        env["GOWORK"] = "off"
+        env["CGO_ENABLED"] = env.get("CGO_ENABLED", "0")
+        return env
+
+    def collector_build(self, spec: BinarySpec, version: str, go: str = "go") -> Path:
+        """Build the builder (ocb) at the Collector's version, write the manifest, let the
+        builder generate and compile the distribution; its go.mod and go.sum stay in the
+        build directory (the licence test reads the module graph there)."""
+        recipe = spec.collector
+        assert recipe is not None
+        work = self.cache / "build" / f"{spec.name}-{version}"
+        work.mkdir(parents=True, exist_ok=True)
+        log_path = work / "build.log"
+        out = self.bin_path(spec, version)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        manifest = recipe.manifest(version, work / "dist")
+        builder = self.resolve(recipe.builder_spec(), recipe.builder_version(version)).path
+        env = self._go_env()
+        t0 = time.monotonic()
+        self.progress(f"{spec.name} {version}: building with the Collector builder {recipe.builder_version(version)} "
+                      f"(log: {log_path})")
+        (work / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+        with open(log_path, "w") as log:
+            self._run_logged([str(builder), "--config", str(work / "manifest.yaml"), "--verbose"], work, env, log,
+                             log_path, spec, version, "generating and compiling", t0)
+        built = work / "dist" / recipe.name
+        if not built.is_file():
+            raise ComponentError(f"building {spec.name} {version}: the builder made no {built}", _tail(log_path))
+        shutil.copy2(built, str(out) + ".part")
+        os.replace(str(out) + ".part", out)
+        seconds = time.monotonic() - t0
+        self._write_manifest(out, spec, version, "go-build", seconds, recipe=recipe_id(spec, version),
+                             modules=[m["gomod"] for kind in manifest if kind != "dist" for m in manifest[kind]],
                              go_version=subprocess.run([go, "env", "GOVERSION"], capture_output=True,
                                                        text=True).stdout.strip())
         self.progress(f"{spec.name} {version}: built in {seconds:.0f}s -> {out} "
@@ -366,6 +453,9 @@ def override_var(spec: BinarySpec) -> str:
 
 def recipe_id(spec: BinarySpec, version: str | None = None) -> str:
     """Identifies how a binary is built; a cached build from another recipe is stale."""
+    if spec.collector is not None:
+        manifest = spec.collector.manifest(version or "", Path("dist")) if version in spec.collector.versions else {}
+        return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
     g = spec.go_for(version)
     if g is None:
         return ""

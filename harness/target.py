@@ -63,6 +63,7 @@ KNOWN_CAPABILITIES = {
     "log-alerting",  # log rules evaluated per tenant, alerting through the same Alertmanager
     "alerting-webhook",  # the platform's Alertmanager can reach a receiver on the harness's loopback
     "remote-write-2",  # the metrics write path takes Prometheus remote write 2.0 (else it must answer 415)
+    "otel-collector",  # an OpenTelemetry Collector ships files and OTLP for one tenant (otel_collector)
     "otlp",  # OTLP over HTTP through the gateway: metrics (metrics.otlp_path) and logs (logs.otlp_path)
 }
 ROLES = ("user", "system", "limited")
@@ -198,6 +199,10 @@ class Target:
     # per signal ("metrics", "logs"): what its store declares about acked writes
     durability: dict[str, Durability] = field(default_factory=lambda: {s: Durability() for s in SIGNALS})
     alerting: Alerting = field(default_factory=Alerting)
+    # the platform's OpenTelemetry Collector (capability 'otel-collector'): {"tenant": whose token it
+    # ships with, "inbox": the directory whose *.log files it tails, "otlp_url": its OTLP/HTTP receiver,
+    # "service_name": the service.name of what it ships}
+    otel_collector: dict[str, str] | None = None
     path: Path | None = field(default=None, repr=False, compare=False)
 
     # -- tenants -------------------------------------------------------
@@ -286,6 +291,8 @@ class Target:
             d["object_storage"] = dict(self.object_storage)
         d["durability"] = {s: dur.to_dict() for s, dur in self.durability.items()}
         d["alerting"] = self.alerting.to_dict()
+        if self.otel_collector:
+            d["otel_collector"] = dict(self.otel_collector)
         return d
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -335,7 +342,7 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
 
     known = {"name", "provider", "release", "gateway_url", "ca_file", "metrics", "logs",
              "tenants", "capabilities", "components", "limits", "logs_dir", "object_storage", "durability",
-             "alerting"}
+             "alerting", "otel_collector"}
     for key in data:
         if key not in known:
             raise bad(str(key), f"is not a target field (known: {', '.join(sorted(known))})")
@@ -469,6 +476,16 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
             isinstance(v, str) for v in object_storage.values())):
         raise bad("object_storage", "must map names to strings")
 
+    otelcol = data.get("otel_collector")
+    if otelcol is not None:
+        if not isinstance(otelcol, dict) or not all(isinstance(v, str) for v in otelcol.values()):
+            raise bad("otel_collector", "must map names to strings")
+        for k in ("tenant", "inbox", "otlp_url", "service_name"):
+            if k not in otelcol:
+                raise bad(f"otel_collector.{k}", "is missing")
+        if otelcol["tenant"] not in {t.name for t in tenants}:
+            raise bad("otel_collector.tenant", f"names no tenant of this target: {otelcol['tenant']!r}")
+
     kwargs = {k: v for k, v in paths.items() if v is not None}
     return Target(
         name=name,
@@ -486,6 +503,7 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
         alerting=alerting,
         logs_api=logs_api,
         metrics_otlp_promoted=list(promoted),
+        otel_collector=dict(otelcol) if otelcol else None,
         **kwargs,
     )
 

@@ -101,3 +101,16 @@ def test_the_local_clusters_images_hold_only_what_the_harness_built_or_debian_sh
     assert not [p for p in packages if re.search(r"loki|mimir|grafana|tempo|k6", p)], packages
     refs = [s.ref for s in specs]
     assert all(r.startswith("localhost/stackproof/") for r in refs) and not any(FORBIDDEN_IMAGE.search(r) for r in refs)
+
+
+def test_no_cached_build_was_made_from_a_forbidden_module():
+    """The whole module graph of every build in the binary cache (its go.sum: the wrapper
+    module's, or the Collector builder's generated module's) names no not-to-use module."""
+    build = BinaryResolver().cache / "build"
+    sums = sorted(build.glob("*/go.sum")) + sorted(build.glob("*/dist/go.sum"))
+    found = {str(p.relative_to(build)): sorted({line.split()[0] for line in p.read_text().splitlines()
+                                                if line.strip() and forbidden(line.split()[0])})
+             for p in sums}
+    assert {k: v for k, v in found.items() if v} == {}
+    if build.is_dir() and any(build.iterdir()):
+        assert sums, f"builds in {build} but no go.sum to read"

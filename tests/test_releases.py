@@ -37,7 +37,7 @@ def test_unknown_release_is_one_line_with_the_known_ones():
     ("releases: {r1: {cortex: 1.0, victorialogs: v1.0.0, prometheus: v3.0.0, vmalert: v1.0.0, gateway: 1}}",
      "is not of the form vX.Y.Z"),
     ("releases: {r1: {cortex: v1.0.0, victorialogs: v1.0.0, prometheus: v3.0.0, vmalert: v1.0.0, "
-     "gateway: 1, thanos: v0.1.0}}",
+     "otelcol: v0.1.0, gateway: 1, thanos: v0.1.0}}",
      "unknown keys: thanos"),
     ("releases: []", "expected a non-empty 'releases' mapping"),
     ("releases: {r1: [", "not valid YAML"),

@@ -116,6 +116,8 @@ BAD = [
     (_with(GOOD, 2**32, "tenants", 0, "account_id"), "field 'tenants[0].account_id' must be a whole number"),
     (_with(GOOD, 1, "tenants", 1, "account_id"), "field 'tenants[1].account_id' repeats account id 1"),
     (_with(GOOD, {"traces": {}}, "durability"), "field 'durability.traces' is not a signal"),
+    (_with(GOOD, {"tenant": "nobody", "inbox": "/x", "otlp_url": "http://127.0.0.1:1", "service_name": "s"},
+           "otel_collector"), "field 'otel_collector.tenant' names no tenant of this target: 'nobody'"),
     (_with(GOOD, -1, "durability", "logs", "crash_loss_seconds"),
      "field 'durability.logs.crash_loss_seconds' must be a number of seconds >= 0"),
     (_with(GOOD, "yes", "durability", "metrics", "object_storage"),

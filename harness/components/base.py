@@ -108,7 +108,9 @@ SENDER = "sender"
 OBJECT_STORE = "object-store"
 # evaluates the logs store's rules (the metrics store has its own ruler), per tenant
 LOGS_RULER = "logs-ruler"
-ROLES = (OBJECT_STORE, METRICS_STORE, LOGS_STORE, LOGS_RULER, GATEWAY, SENDER)
+# a second sender: ships files and OTLP through the gateway with one tenant's token
+LOG_SHIPPER = "log-shipper"
+ROLES = (OBJECT_STORE, METRICS_STORE, LOGS_STORE, LOGS_RULER, GATEWAY, SENDER, LOG_SHIPPER)
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from typing import Callable
 
 from .. import say
 from ..binaries import BinaryResolver
-from ..components import (COMPONENTS, LOGS_RULER, LOGS_STORE, ROLES, SIGNAL_ROLES, Component, PlatformContext, by_role,
-                          instances)
+from ..components import (COMPONENTS, LOG_SHIPPER, LOGS_RULER, LOGS_STORE, ROLES, SIGNAL_ROLES, Component,
+                          PlatformContext, by_role, instances)
 from ..components.s3 import S3Server, new_credentials
 from ..components.vmalert import BASE_RULES, check_groups, check_namespace, vmalert_dry_run
 from ..errors import StackproofError
@@ -148,7 +148,7 @@ class LocalProvider(Provider):
         target = Target(
             name=self.platform, provider="local", gateway_url=f"https://127.0.0.1:{ports['gateway']}",
             tenants=tenants, ca_file=str(tls.ca_cert),
-            capabilities=["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp",
+            capabilities=["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp", "otel-collector",
                           *ALERTING_CAPABILITIES],
             components={c.name: c.endpoint(self._ctx_for(ports, tls, tenants)) for c in self.active(tenants)},
             limits=dict(DEFAULT_LIMITS), logs_dir=str(self.root / "logs"),
@@ -156,6 +156,7 @@ class LocalProvider(Provider):
             durability=declared_durability(),
             alerting=declared_alerting(),
             **logs_fields(by_role(LOGS_STORE).dialect), **declared_otlp(),
+            otel_collector=by_role(LOG_SHIPPER).published(self._ctx_for(ports, tls, tenants)),
         )
         target.save(self.target_file)
         self._save_state()
