@@ -9,10 +9,10 @@ port, and ships both through the gateway with one tenant's bearer token, as a
 shipper outside the platform would. The token is in the process environment
 (``STACKPROOF_OTELCOL_TOKEN``), never in its config file. Why each setting:
 
-- ``file_log`` (the filelog receiver's name since v0.165) ``start_at: beginning``, ``poll_interval: 200ms``: a file the test
-  writes is read whole, within a fraction of a second; ``include_file_name``
-  (upstream default) puts ``log.file.name`` on every record, so a test finds
-  its lines by its own file.
+- ``file_log`` (the filelog receiver's name since v0.165) ``start_at: beginning``,
+  ``poll_interval: 200ms``: a file the test writes is read whole, within a
+  fraction of a second; ``include_file_name`` (upstream default) puts
+  ``log.file.name`` on every record, so a test finds its lines by its own file.
 - ``file_log``'s ``resource``: ``service.name`` is the shipper's, so its lines form one
   stream (the logs store makes the stream of the resource attributes).
 - exporter ``sending_queue`` off, ``retry_on_failure`` on: a refused batch is
