@@ -30,7 +30,7 @@ pytestmark = pytest.mark.platform
 
 
 # what a local platform runs (filesystem storage): four programs, the logs rule evaluator once per tenant
-PROCESSES = ("cortex", "victorialogs", "gateway", "prometheus",
+PROCESSES = ("cortex", "victorialogs", "gateway", "prometheus", "otelcol",
              *(f"vmalert-{name}" for name, _, _ in DEFAULT_TENANTS))
 
 
@@ -112,6 +112,23 @@ def test_component_that_fails_to_start_shows_its_log_and_stops_the_others(state_
     pids = _pids(state_dir)
     assert pids, "cortex was started before victorialogs"
     assert not any(pid_alive(p) for p in pids)
+
+
+def test_a_collector_that_cannot_start_says_why_in_one_line_with_its_log(state_dir, tmp_path):
+    """The real Collector, given a setting its file_log receiver does not have: the
+    start fails in one line naming it, the Collector's own words under it."""
+    from harness.binaries import BinaryResolver
+    from harness.components import LOG_SHIPPER, by_role
+    shipper = by_role(LOG_SHIPPER)
+    real = BinaryResolver().resolve(shipper.spec, Catalog.load().newest(1)[0].version(shipper.release_key)).path
+    wrapper = tmp_path / "otelcol-stackproof"
+    wrapper.write_text(f'#!/bin/sh\nexec {real} "$@" --set=receivers::file_log::no_such_setting=1\n')
+    wrapper.chmod(0o755)
+    r = run_cli("up", env={"STACKPROOF_BIN_OTELCOL_STACKPROOF": str(wrapper)})
+    assert r.returncode == 2
+    assert "stackproof: error: otelcol exited during start-up with code 1" in r.stderr
+    assert "no_such_setting" in r.stderr  # the Collector's reason, from its log
+    assert not any(pid_alive(p) for p in _pids(state_dir))
 
 
 def test_go_toolchain_missing(state_dir, tmp_path):
