@@ -11,10 +11,13 @@ answers 2xx) fails here loudly, with the headers and what PromQL holds."""
 
 from __future__ import annotations
 
+import cramjam
 import pytest
 
+from harness import proto
 from harness.clients import MetricsMetadataClient, PromQLClient, RemoteWriteClient
-from harness.clients.metrics import CUSTOM_BUCKETS_SCHEMA, NativeHistogram, V2Series, bucket_keys, selector, written
+from harness.clients.metrics import (CUSTOM_BUCKETS_SCHEMA, REMOTE_WRITE_V2_HEADERS, NativeHistogram, V2Series,
+                                    bucket_keys, selector, written)
 
 from ._helpers import now_ms, raw_samples
 
@@ -128,3 +131,22 @@ def test_exemplars_and_metadata_round_trip(target, tenant_a, test_id, check):
     meta = check.visible("metrics", lambda: promql.metadata(name), bool, "metadata")
     check.equal(meta, {name: [{"type": "counter", "help": series.help, "unit": "requests"}]},
                 "metadata: type, help and unit")
+
+
+def test_a_broken_symbol_reference_is_refused_and_the_good_writes_around_it_kept(target, tenant_a, test_id, check):
+    """A label reference past the end of the symbol table, or an odd number of refs, is
+    bad input: a 4xx, and the 2.0 writes before and after it are stored."""
+    t = now_ms() - 10_000
+    labels = {"__name__": "stackproof_v2_around", "stackproof_test": test_id}
+    client = RemoteWriteClient(target, tenant_a)
+    check.status(client.write_v2([V2Series(labels, [(t, 1.0)])]), (200, 204), "the good write before")
+    for what, refs in (("a reference past the symbol table", [1, 2, 1, 99]), ("an odd number of references", [1])):
+        req = proto.V2Request(symbols=["", "__name__", "stackproof_v2_broken"])
+        req.timeseries.add(labels_refs=refs).samples.add(value=1.0, timestamp=t)
+        r = client.write_raw(bytes(cramjam.snappy.compress_raw(req.SerializeToString())),
+                             REMOTE_WRITE_V2_HEADERS)
+        check.true(400 <= r.status_code < 500, f"{what} gets a 4xx", f"{r.status_code} {r.text.strip()[:200]}")
+    check.status(client.write_v2([V2Series(labels, [(t + 1, 2.0)])]), (200, 204), "the good write after")
+    promql = PromQLClient(target, tenant_a)
+    got = check.visible("metrics", lambda: raw_samples(promql, labels, t + 1), lambda g: len(g) >= 2, "2 samples")
+    check.equal(got, [(t, 1.0), (t + 1, 2.0)], "the good writes around the broken ones")

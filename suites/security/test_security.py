@@ -13,7 +13,9 @@ import requests
 from harness.providers import get_provider
 from harness.clients import (LogsPush, MetricsMetadataClient, PromQLClient, RemoteWriteClient, Select, TenantHTTP,
                              logs_reader)
-from harness.clients.metrics import selector
+from harness.clients import otlp
+from harness.clients.metrics import REMOTE_WRITE_V2_HEADERS, selector
+from harness.clients.otlp import OTLPClient
 from fixtures.defects import known_defect
 from harness.leaks import find_leaks, secrets_of
 from harness.target import Tenant
@@ -263,6 +265,12 @@ def test_oversized_body_gets_413_and_the_platform_keeps_serving(target, tenant_a
     check.status(r, 413, "remote write over the body limit")
     r = LogsPush(target, tenant_a).push_raw(big, "application/x-protobuf")
     check.status(r, 413, "logs push over the body limit")
+    r = RemoteWriteClient(target, tenant_a).write_raw(big, REMOTE_WRITE_V2_HEADERS)
+    check.status(r, 413, "remote write 2.0 over the body limit")
+    if target.has("otlp"):
+        client = OTLPClient(target, tenant_a)
+        for what, url in (("OTLP metrics", target.metrics_otlp_url), ("OTLP logs", target.logs_otlp_url)):
+            check.status(client.raw(url, big, {"Content-Type": otlp.PROTOBUF}), 413, f"{what} over the body limit")
     _good_writes_still_work(target, tenant_a, test_id, check)
 
 
