@@ -3,7 +3,10 @@ recorded, so that after a crash or an upgrade each acknowledged write can be
 looked for, and found exactly once.
 
 Each writer sends one small request per tick, stamped with a sequence number
-(the sample's value for metrics, ``seq=N`` in the line for logs). A refused or
+(the sample's value for metrics, ``seq=N`` in the line for logs), in one of the
+signal's write protocols (:data:`PROTOCOLS`): remote write 1.0 or 2.0, or OTLP,
+for metrics; the Loki push or OTLP for logs. Whatever the protocol, the series
+(or stream) read back has exactly the writer's labels. A refused or
 failed request is retried as remote write's rules say: 5xx, 429 and
 connection errors again with exponential backoff, other 4xx never (recorded as
 refused). Bounded by duration and request count; stops by itself.
@@ -18,7 +21,12 @@ from dataclasses import dataclass, field
 import requests
 
 from .clients import LogsPush, PromQLClient, RemoteWriteClient, Select, logs_reader
+from .clients import otlp
+from .clients.metrics import V2Series
 from .target import Target, Tenant
+
+# each signal's write protocols; the first is the signal's default
+PROTOCOLS = {"metrics": ("remote-write", "remote-write-2", "otlp"), "logs": ("loki-push", "otlp")}
 
 
 @dataclass
@@ -64,12 +72,17 @@ def retryable(status: int) -> bool:
 
 
 class ContinuousWriter:
-    """Writes one sequence-stamped request per ``interval`` in a thread."""
+    """Writes one sequence-stamped request per ``interval`` in a thread, with
+    ``protocol`` (one of the signal's :data:`PROTOCOLS`, its default if None)."""
 
     def __init__(self, signal: str, target: Target, tenant: Tenant, labels: dict[str, str],
                  interval: float = 0.05, max_seconds: float = 300.0, max_requests: int = 20_000,
-                 timeout: float = 5.0):
-        assert signal in ("metrics", "logs")
+                 timeout: float = 5.0, protocol: str | None = None):
+        assert signal in PROTOCOLS
+        self.protocol = protocol or PROTOCOLS[signal][0]
+        if self.protocol not in PROTOCOLS[signal]:
+            raise ValueError(f"{signal} has no write protocol {self.protocol!r} "
+                             f"(known: {', '.join(PROTOCOLS[signal])})")
         self.signal = signal
         self.target, self.tenant = target, tenant
         self.labels = dict(labels)
@@ -79,16 +92,32 @@ class ContinuousWriter:
         self.log = WriteLog(signal)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"writer-{signal}", daemon=True)
-        if signal == "metrics":
+        if self.protocol == "otlp":
+            self._client = otlp.OTLPClient(target, tenant)
+        elif signal == "metrics":
             self._client = RemoteWriteClient(target, tenant)
         else:
             self._client = LogsPush(target, tenant)
         self._client.http.default_timeout = timeout  # keep-alive, as a real sender
 
+    @property
+    def name(self) -> str:
+        """The signal, with the protocol when it is not the signal's default: 'metrics (otlp)'."""
+        return self.signal if self.protocol == PROTOCOLS[self.signal][0] else f"{self.signal} ({self.protocol})"
+
     def _send(self, seq: int, ts: int) -> requests.Response:
+        c, labels = self._client, self.labels
         if self.signal == "metrics":
-            return self._client.write([(self.labels, [(ts, float(seq))])])
-        return self._client.push_proto([(self.labels, [(ts, f"seq={seq}")])])
+            if self.protocol == "remote-write-2":
+                return c.write_v2([V2Series(labels, [(ts, float(seq))])])
+            if self.protocol == "otlp":  # a gauge with the labels as attributes, no resource: no job/instance
+                attrs = {k: v for k, v in labels.items() if k != "__name__"}
+                return c.metrics(otlp.metrics_request(
+                    [otlp.gauge(labels["__name__"], [otlp.number_point(ts * 1_000_000, float(seq), attrs)])], {}))
+            return c.write([(labels, [(ts, float(seq))])])
+        if self.protocol == "otlp":  # the labels as the resource: the logs store's stream
+            return c.logs(otlp.logs_request([otlp.log_record(ts, f"seq={seq}")], labels))
+        return c.push_proto([(labels, [(ts, f"seq={seq}")])])
 
     def _run(self) -> None:
         t_end = time.monotonic() + self.max_seconds

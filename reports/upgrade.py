@@ -49,14 +49,15 @@ def _plot(report: dict) -> str:
             ok = 200 <= status < 300
             if ok:
                 parts.append(f'<circle cx="{x(t):.1f}" cy="{y(secs):.1f}" r="1.6" '
-                             f'fill="{COLORS.get(signal, "#333")}"/>')
+                             f'fill="{COLORS.get(signal.split()[0], "#333")}"/>')
             else:
                 parts.append(f'<text x="{x(t):.1f}" y="{H - PAD + 14}" fill="#d62728" text-anchor="middle">×</text>')
     parts += [f'<text x="{PAD}" y="{H - 8}">0 s</text>',
               f'<text x="{W - PAD}" y="{H - 8}" text-anchor="end">{t1 - t0:.1f} s</text>',
               f'<text x="8" y="{PAD + 4}">{lat_max * 1000:.0f} ms</text>',
               f'<text x="8" y="{H - PAD}">0 ms</text>',
-              f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle">write latency (dots: metrics blue, logs green); '
+              f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle">write latency (dots: metrics writers blue, '
+              f'logs writers green); '
               f'× failed attempt; dashed: component stopped (red) and ready (purple)</text>', "</svg>"]
     return "\n".join(parts)
 

@@ -94,18 +94,20 @@ def test_upgrade_loses_nothing(target, tenant_a, test_id, platform_control, upgr
     kept = _kept_results(target, tenant_a, test_id, now)
     check.true(all(kept.values()), "every kept query has a result before the upgrade", str(kept)[:300])
 
-    # -- during: continuous writers across the component swaps --------------------------
+    # -- during: continuous writers across the component swaps, one per write protocol ----
     swaps: list[dict] = []
-    mlabels = {"__name__": "stackproof_upgrade_seq", "stackproof_test": test_id}
-    llabels = {"stackproof_test": test_id, "job": "upgrade-writer"}
+    writers = _writers(target, tenant_a, test_id)
     t_up0 = time.time()
-    with ContinuousWriter("metrics", target, tenant_a, mlabels, max_seconds=900) as mw, \
-            ContinuousWriter("logs", target, tenant_a, llabels, max_seconds=900) as lw:
+    for w in writers.values():
+        w.start()
+    try:
         time.sleep(2.0)
         platform_control.upgrade(new, on_swap=lambda comp, phase, info: swaps.append(
             {"component": comp, "phase": phase, "t": time.time(), **{k: v for k, v in info.items()
                                                                     if k in ("from", "to", "stop")}}))
         time.sleep(3.0)
+    finally:
+        logs = {name: w.stop() for name, w in writers.items()}
     upgrade_seconds = time.time() - t_up0 - 5.0
 
     # -- after -------------------------------------------------------------------------
@@ -118,14 +120,14 @@ def test_upgrade_loses_nothing(target, tenant_a, test_id, platform_control, upgr
     check.equal(_kept_results(target, tenant_a, test_id, now), kept, "the kept queries answer the same")
     t_ns = int(t_up0 * 1e9) - 10**9
     results = {}
-    for signal, writer in (("metrics", mw), ("logs", lw)):
+    for name, writer in writers.items():
         log, read = writer.log, read_back(writer, t_ns)
-        res = check.visible(signal, lambda lg=log, rd=read: verify(lg, rd), lambda r: not r["lost"],
-                            f"{signal} writes acknowledged during the upgrade", timeout=90)
+        res = check.visible(writer.signal, lambda lg=log, rd=read: verify(lg, rd), lambda r: not r["lost"],
+                            f"{name} writes acknowledged during the upgrade", timeout=90)
         check.equal({k: res[k] for k in ("lost", "duplicated", "unexpected", "wrong_timestamp")},
                     {"lost": [], "duplicated": [], "unexpected": [], "wrong_timestamp": []},
-                    f"{signal}: every acknowledged write readable exactly once")
-        results[signal] = res
+                    f"{name}: every acknowledged write readable exactly once")
+        results[name] = res
     # new writes and queries work on the new release
     fresh = {"__name__": "stackproof_after_upgrade", "stackproof_test": test_id}
     t_new = int(time.time() * 1000)
@@ -139,14 +141,32 @@ def test_upgrade_loses_nothing(target, tenant_a, test_id, platform_control, upgr
                    "span_hours": SPAN_MS / 3600_000, "streams": N_STREAMS, "lines": N_STREAMS * LINES_PER_STREAM},
         "swaps": swaps,
         "writers": {s: {**log.summary(), "lost": len(results[s]["lost"]), "duplicated": len(results[s]["duplicated"])}
-                    for s, log in (("metrics", mw.log), ("logs", lw.log))},
-        "outage_by_component": _outage_by_component(swaps, {"metrics": mw.log, "logs": lw.log}),
+                    for s, log in logs.items()},
+        "outage_by_component": _outage_by_component(swaps, logs),
         "timeline": {s: [[round(a.t, 3), a.status, round(a.seconds, 4)] for a in log.attempts]
-                     for s, log in (("metrics", mw.log), ("logs", lw.log))},
+                     for s, log in logs.items()},
     }
     request.node.user_properties.append((PROP_UPGRADE, report))
     print(f"upgrade {old.name} -> {new.name}: {report['upgrade_seconds']}s; outage by component "
           f"{report['outage_by_component']}; lost {[report['writers'][s]['lost'] for s in report['writers']]}")
+
+
+def _writers(target, tenant, test_id) -> dict[str, ContinuousWriter]:
+    """One continuous writer per write protocol the target takes, each on labels of its own:
+    remote write 1.0 and the Loki push always, remote write 2.0 and OTLP where declared."""
+    wanted = [("metrics", "remote-write"), ("logs", "loki-push")]
+    if target.has("remote-write-2"):
+        wanted.append(("metrics", "remote-write-2"))
+    if target.has("otlp"):
+        wanted += [("metrics", "otlp"), ("logs", "otlp")]
+    out = {}
+    for signal, protocol in wanted:
+        tag = protocol.replace("-", "_")
+        labels = ({"__name__": f"stackproof_upgrade_{tag}_seq", "stackproof_test": test_id} if signal == "metrics"
+                  else {"stackproof_test": test_id, "job": f"upgrade-writer-{tag}"})
+        w = ContinuousWriter(signal, target, tenant, labels, max_seconds=900, protocol=protocol)
+        out[w.name] = w
+    return out
 
 
 def _outage_by_component(swaps: list[dict], logs: dict) -> dict:
