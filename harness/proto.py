@@ -9,6 +9,9 @@ from the installed runtime):
   prometheus/prompb/io/prometheus/write/v2/types.proto at v0.308.1: the
   symbol table, label references, samples, native histograms, exemplars and
   metadata; gogoproto options dropped, field numbers and types as upstream);
+- the Prometheus exposition format in protobuf (``io.prometheus.client.MetricFamily``,
+  from client_model's metrics.proto, proto2), for an exporter a real Prometheus scrapes
+  native histograms from;
 - the Loki push protocol (``logproto.PushRequest``, from pkg/push/push.proto, an
   Apache-2.0 module of its own), which VictoriaLogs and Loki both accept.
 """
@@ -67,6 +70,26 @@ _PRW2 = ("io.prometheus.write.v2", "stackproof/prw2.proto", [
     ("BucketSpan", [("offset", 1, _SINT32, _OPT, None), ("length", 2, _UINT32, _OPT, None)]),
 ], [])
 
+# the Prometheus exposition format's protobuf (io/prometheus/client/metrics.proto of
+# client_model v0.6.3, proto2: presence matters), the messages a scrape of a native histogram needs
+_P = ".io.prometheus.client."
+_CLIENT = ("io.prometheus.client", "stackproof/client_metrics.proto", [
+    ("LabelPair", [("name", 1, F.TYPE_STRING, _OPT, None), ("value", 2, F.TYPE_STRING, _OPT, None)]),
+    ("Gauge", [("value", 1, _DOUBLE, _OPT, None)]),
+    ("Bucket", [("cumulative_count", 1, _UINT64, _OPT, None), ("upper_bound", 2, _DOUBLE, _OPT, None)]),
+    ("BucketSpan", [("offset", 1, _SINT32, _OPT, None), ("length", 2, _UINT32, _OPT, None)]),
+    ("Histogram", [("sample_count", 1, _UINT64, _OPT, None), ("sample_sum", 2, _DOUBLE, _OPT, None),
+                   ("bucket", 3, _MSG, _REP, _P + "Bucket"), ("schema", 5, _SINT32, _OPT, None),
+                   ("zero_threshold", 6, _DOUBLE, _OPT, None), ("zero_count", 7, _UINT64, _OPT, None),
+                   ("negative_span", 9, _MSG, _REP, _P + "BucketSpan"), ("negative_delta", 10, _SINT64, _REP, None),
+                   ("positive_span", 12, _MSG, _REP, _P + "BucketSpan"), ("positive_delta", 13, _SINT64, _REP, None)]),
+    ("Metric", [("label", 1, _MSG, _REP, _P + "LabelPair"), ("gauge", 2, _MSG, _OPT, _P + "Gauge"),
+                ("histogram", 7, _MSG, _OPT, _P + "Histogram")]),
+    ("MetricFamily", [("name", 1, F.TYPE_STRING, _OPT, None), ("help", 2, F.TYPE_STRING, _OPT, None),
+                      ("type", 3, F.TYPE_INT32, _OPT, None),  # enum MetricType: GAUGE 1, HISTOGRAM 4
+                      ("metric", 4, _MSG, _REP, _P + "Metric")]),
+], [])
+
 _LOKI = ("logproto", "stackproof/push.proto", [
     ("PushRequest", [("streams", 1, F.TYPE_MESSAGE, _REP, ".logproto.StreamAdapter")]),
     ("StreamAdapter", [("labels", 1, F.TYPE_STRING, _OPT, None),
@@ -79,9 +102,9 @@ _LOKI = ("logproto", "stackproof/push.proto", [
 ], ["google/protobuf/timestamp.proto"])
 
 
-def _build(spec) -> dict:
+def _build(spec, syntax: str = "proto3") -> dict:
     package, filename, messages, deps = spec
-    fdp = descriptor_pb2.FileDescriptorProto(name=filename, package=package, syntax="proto3", dependency=deps)
+    fdp = descriptor_pb2.FileDescriptorProto(name=filename, package=package, syntax=syntax, dependency=deps)
     for mname, fields in messages:
         m = fdp.message_type.add(name=mname)
         for fname, num, ftype, label, type_name in fields:
@@ -99,6 +122,7 @@ def _build(spec) -> dict:
 _prom = _build(_PROM)
 _loki = _build(_LOKI)
 _prw2 = _build(_PRW2)
+_client = _build(_CLIENT, "proto2")
 
 WriteRequest = _prom["WriteRequest"]
 TimeSeries = _prom["TimeSeries"]
@@ -109,6 +133,8 @@ MetricMetadata = _prom["MetricMetadata"]
 V2Request = _prw2["Request"]
 V2TimeSeries = _prw2["TimeSeries"]
 V2Histogram = _prw2["Histogram"]
+
+MetricFamily = _client["MetricFamily"]
 
 PushRequest = _loki["PushRequest"]
 StreamAdapter = _loki["StreamAdapter"]

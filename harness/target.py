@@ -63,6 +63,7 @@ KNOWN_CAPABILITIES = {
     "log-alerting",  # log rules evaluated per tenant, alerting through the same Alertmanager
     "alerting-webhook",  # the platform's Alertmanager can reach a receiver on the harness's loopback
     "remote-write-2",  # the metrics write path takes Prometheus remote write 2.0 (else it must answer 415)
+    "agent-scrape",  # the agent also scrapes exporters the harness lists in agent_scrape_dir (this machine)
     "otel-collector",  # an OpenTelemetry Collector ships files and OTLP for one tenant (otel_collector)
     "otlp",  # OTLP over HTTP through the gateway: metrics (metrics.otlp_path) and logs (logs.otlp_path)
 }
@@ -203,6 +204,9 @@ class Target:
     # ships with, "inbox": the directory whose *.log files it tails, "otlp_url": its OTLP/HTTP receiver,
     # "service_name": the service.name of what it ships}
     otel_collector: dict[str, str] | None = None
+    # capability 'agent-scrape': the directory whose *.json files (Prometheus file service discovery)
+    # list exporters for the agent to scrape, as the system tenant
+    agent_scrape_dir: str | None = None
     path: Path | None = field(default=None, repr=False, compare=False)
 
     # -- tenants -------------------------------------------------------
@@ -293,6 +297,8 @@ class Target:
         d["alerting"] = self.alerting.to_dict()
         if self.otel_collector:
             d["otel_collector"] = dict(self.otel_collector)
+        if self.agent_scrape_dir:
+            d["agent_scrape_dir"] = self.agent_scrape_dir
         return d
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -342,7 +348,7 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
 
     known = {"name", "provider", "release", "gateway_url", "ca_file", "metrics", "logs",
              "tenants", "capabilities", "components", "limits", "logs_dir", "object_storage", "durability",
-             "alerting", "otel_collector"}
+             "alerting", "otel_collector", "agent_scrape_dir"}
     for key in data:
         if key not in known:
             raise bad(str(key), f"is not a target field (known: {', '.join(sorted(known))})")
@@ -504,6 +510,7 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
         logs_api=logs_api,
         metrics_otlp_promoted=list(promoted),
         otel_collector=dict(otelcol) if otelcol else None,
+        agent_scrape_dir=opt_str("agent_scrape_dir", None),
         **kwargs,
     )
 

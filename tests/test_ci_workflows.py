@@ -47,7 +47,7 @@ CLOUD_ENV = {  # what each cloud's commands read from the environment
     "aws": {"AWS_REGION", "STACKPROOF_OWNER"},
     "gcp": {"STACKPROOF_GCP_PROJECT", "STACKPROOF_GCP_LOCATIONS", "STACKPROOF_OWNER"},
 }
-CONFORMANCE = ["suites/smoke", "suites/metrics", "suites/logs", "suites/security", "suites/alerting"]
+CONFORMANCE = ["suites/smoke", "suites/metrics", "suites/logs", "suites/security", "suites/otlp", "suites/alerting"]
 
 SHELLCHECK = BinarySpec(name="shellcheck", system_names=("shellcheck",))
 

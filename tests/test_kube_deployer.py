@@ -459,9 +459,10 @@ def test_the_deployer_names_no_component():
     assert [c.name for c in cluster_components()] == ["cortex", "victorialogs", "gateway", "prometheus"]
     assert set(EXPECTED_PODS) == {c.name for c in cluster_components()}
     assert [c.role for c in cluster_components()] == [METRICS_STORE, LOGS_STORE, GATEWAY, SENDER]
-    # every component has a shape but the log rule evaluator (no 'log-alerting' on a cluster yet); the object
+    # every component has a shape but the log rule evaluator (no 'log-alerting' on a cluster yet) and the
+    # Collector (it tails files of this machine: no 'otel-collector' on a cluster yet); the object
     # store runs only when no cloud bucket is given
-    assert [c.name for c in COMPONENTS if c.cluster is None] == ["vmalert"]
+    assert [c.name for c in COMPONENTS if c.cluster is None] == ["vmalert", "otelcol"]
     assert [c.role for c in deployer(None).components()] == [OBJECT_STORE, METRICS_STORE, LOGS_STORE, GATEWAY,
                                                               SENDER]
     for path in sorted(Path("harness/providers/kube").glob("*.py")):

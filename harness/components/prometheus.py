@@ -1,5 +1,7 @@
 """A real Prometheus in agent mode: scrapes the platform's own ``/metrics``
-and remote-writes them through the gateway with the system tenant's token.
+and the exporters a test lists in its scrape directory (native histograms
+too), and remote-writes them (2.0, with native histograms) through the
+gateway with the system tenant's token.
 In a cluster: the official image (it runs as ``nobody``), the token from a
 Secret and the platform CA to trust the gateway."""
 
@@ -43,6 +45,9 @@ SPEC = BinarySpec(
 )
 
 
+EXPORTERS_JOB = "stackproof-exporters"
+
+
 def system_token(tenants) -> str:
     """The token the agent writes with: the system tenant's."""
     return next(t.token for t in tenants if t.role == "system")
@@ -73,18 +78,32 @@ class PrometheusAgent(Component):
             "scrape_configs": [
                 {"job_name": job, "static_configs": [{"targets": [f"{ctx.host_for(port)}:{ctx.ports[port]}"]}]}
                 for job, port in jobs
-            ],
+            ] + [{
+                # exporters a test starts: listed in files of the scrape directory (file service
+                # discovery), scraped every second, native histograms and their classic buckets both
+                "job_name": EXPORTERS_JOB, "scrape_interval": "1s",
+                "file_sd_configs": [{"files": [str(self.scrape_dir(ctx) / "*.json")], "refresh_interval": "1s"}],
+                "scrape_native_histograms": True, "always_scrape_classic_histograms": True,
+            }],
             "remote_write": [{
                 "url": f"{ctx.gateway_url}/api/v1/push",
                 "authorization": {"type": "Bearer",
                                   "credentials_file": str(ctx.config_dir / self.token_file)},
                 "tls_config": {"ca_file": str(ctx.tls.ca_cert)},
                 "queue_config": {"batch_send_deadline": "1s"},
+                # remote write 2.0 with native histograms (the metrics store takes 2.0)
+                "protobuf_message": "io.prometheus.write.v2.Request",
+                "send_native_histograms": True,
             }],
         }
 
+    def scrape_dir(self, ctx: PlatformContext) -> Path:
+        """Where a test lists the exporters it starts (file service discovery, ``*.json``)."""
+        return ctx.config_dir / "scrape"
+
     def configure(self, ctx: PlatformContext, version: str | None) -> None:
         (ctx.data_dir / "prometheus").mkdir(parents=True, exist_ok=True)
+        self.scrape_dir(ctx).mkdir(parents=True, exist_ok=True)
         token_file = ctx.config_dir / self.token_file
         token_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -104,7 +123,10 @@ class PrometheusAgent(Component):
         return http_ready(f"{ctx.url('prometheus')}/-/ready")
 
     def cluster_files(self, ctx: PlatformContext, version: str | None) -> dict[str, str]:
-        return {"prometheus.yml": yaml.safe_dump(self.config(ctx), sort_keys=False)}
+        # no exporters job in a pod: nothing of the harness's can list targets in its file system
+        cfg = self.config(ctx)
+        cfg["scrape_configs"] = [sc for sc in cfg["scrape_configs"] if sc["job_name"] != EXPORTERS_JOB]
+        return {"prometheus.yml": yaml.safe_dump(cfg, sort_keys=False)}
 
     def cluster_secrets(self, tenants) -> dict[str, dict[str, str]]:
         return {self.token_file: {self.token_file: system_token(tenants)}}

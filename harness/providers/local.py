@@ -20,8 +20,8 @@ from typing import Callable
 
 from .. import say
 from ..binaries import BinaryResolver
-from ..components import (COMPONENTS, LOG_SHIPPER, LOGS_RULER, LOGS_STORE, ROLES, SIGNAL_ROLES, Component,
-                          PlatformContext, by_role, instances)
+from ..components import (COMPONENTS, LOG_SHIPPER, LOGS_RULER, LOGS_STORE, ROLES, SENDER, SIGNAL_ROLES,
+                          Component, PlatformContext, by_role, instances)
 from ..components.s3 import S3Server, new_credentials
 from ..components.vmalert import BASE_RULES, check_groups, check_namespace, vmalert_dry_run
 from ..errors import StackproofError
@@ -149,7 +149,7 @@ class LocalProvider(Provider):
             name=self.platform, provider="local", gateway_url=f"https://127.0.0.1:{ports['gateway']}",
             tenants=tenants, ca_file=str(tls.ca_cert),
             capabilities=["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp", "otel-collector",
-                          *ALERTING_CAPABILITIES],
+                          "agent-scrape", *ALERTING_CAPABILITIES],
             components={c.name: c.endpoint(self._ctx_for(ports, tls, tenants)) for c in self.active(tenants)},
             limits=dict(DEFAULT_LIMITS), logs_dir=str(self.root / "logs"),
             object_storage=self._published_storage(ports),
@@ -157,6 +157,7 @@ class LocalProvider(Provider):
             alerting=declared_alerting(),
             **logs_fields(by_role(LOGS_STORE).dialect), **declared_otlp(),
             otel_collector=by_role(LOG_SHIPPER).published(self._ctx_for(ports, tls, tenants)),
+            agent_scrape_dir=str(by_role(SENDER).scrape_dir(self._ctx_for(ports, tls, tenants))),
         )
         target.save(self.target_file)
         self._save_state()
