@@ -67,9 +67,16 @@ def attributes(attrs: Attrs | Iterable[tuple[str, object]]) -> list[KeyValue]:
     return [KeyValue(key=k, value=any_value(v)) for k, v in pairs]
 
 
-def _scope(container, resource: Attrs | Iterable[tuple[str, object]], scope: tuple[str, str], scope_attrs: Attrs):
-    container.resource.attributes.extend(attributes(resource))
-    return InstrumentationScope(name=scope[0], version=scope[1], attributes=attributes(scope_attrs))
+def _export(req, signal: str, items_field: str, items, resource: Attrs | Iterable[tuple[str, object]],
+            scope: tuple[str, str], scope_attrs: Attrs | None):
+    """``req`` with one resource (``resource_<signal>``) holding one scope (``scope_<signal>``)
+    holding ``items``: the shape every OTLP export request shares."""
+    res = getattr(req, f"resource_{signal}").add()
+    res.resource.attributes.extend(attributes(resource))
+    sc = getattr(res, f"scope_{signal}").add(
+        scope=InstrumentationScope(name=scope[0], version=scope[1], attributes=attributes(scope_attrs or {})))
+    getattr(sc, items_field).extend(items)
+    return req
 
 
 # -- metrics --------------------------------------------------------------------
@@ -141,11 +148,7 @@ def exponential_histogram(name: str, points: Iterable[mpb.ExponentialHistogramDa
 def metrics_request(metrics: Iterable[mpb.Metric], resource: Attrs | Iterable[tuple[str, object]],
                     scope: tuple[str, str] = ("stackproof", "1"),
                     scope_attrs: Attrs | None = None) -> ExportMetricsServiceRequest:
-    req = ExportMetricsServiceRequest()
-    rm = req.resource_metrics.add()
-    sm = rm.scope_metrics.add(scope=_scope(rm, resource, scope, scope_attrs or {}))
-    sm.metrics.extend(metrics)
-    return req
+    return _export(ExportMetricsServiceRequest(), "metrics", "metrics", metrics, resource, scope, scope_attrs)
 
 
 # -- logs ------------------------------------------------------------------------
@@ -160,11 +163,7 @@ def log_record(t_ns: int, body: object, severity: int = 0, severity_text: str = 
 def logs_request(records: Iterable[LogRecord], resource: Attrs | Iterable[tuple[str, object]],
                  scope: tuple[str, str] = ("stackproof", "1"),
                  scope_attrs: Attrs | None = None) -> ExportLogsServiceRequest:
-    req = ExportLogsServiceRequest()
-    rl = req.resource_logs.add()
-    sl = rl.scope_logs.add(scope=_scope(rl, resource, scope, scope_attrs or {}))
-    sl.log_records.extend(records)
-    return req
+    return _export(ExportLogsServiceRequest(), "logs", "log_records", records, resource, scope, scope_attrs)
 
 
 # -- sending ----------------------------------------------------------------------
