@@ -11,9 +11,11 @@ import time
 
 import pytest
 
-from fixtures.defects import known_defect
+from fixtures.defects import known_defect, store_version
+from harness.binaries import version_tuple
 from harness.clients import Select, logs_reader
 from harness.clients import otlp as o
+from harness.components import LOGS_STORE
 
 from ..survival import acked_lines_survive
 
@@ -45,10 +47,17 @@ def _resource(test_id: str) -> dict:
     return {"service.name": "stackproof-otlp", "service.instance.id": test_id, "host.name": "node-1"}
 
 
-def _fields(rec, scope=("stackproof", "1")) -> dict:
-    """The fields VictoriaLogs makes of one record, beside the stream, the time and the message."""
-    out = {"scope.name": scope[0], "scope.version": scope[1], "severity_number": str(rec.severity_number),
-           "severity_text": rec.severity_text or SEVERITY_TEXT[rec.severity_number]}
+def _fields(rec, version: str | None, scope=("stackproof", "1")) -> dict:
+    """The fields VictoriaLogs makes of one record, beside the stream, the time and the message:
+    before v1.25 (VictoriaMetrics' app/vlinsert) one 'severity' field and no scope; since, the
+    scope's name and version and the severity's number and text apart (a target of no known
+    release is taken to be of the newer kind)."""
+    severity = rec.severity_text or SEVERITY_TEXT[rec.severity_number]
+    if version and version_tuple(version) < (1, 25):
+        out = {"severity": severity}
+    else:
+        out = {"scope.name": scope[0], "scope.version": scope[1], "severity_number": str(rec.severity_number),
+               "severity_text": severity}
     out.update({kv.key: _text(getattr(kv.value, kv.value.WhichOneof("value"))) for kv in rec.attributes})
     if rec.trace_id:
         out["trace_id"] = rec.trace_id.hex()
@@ -66,6 +75,7 @@ def test_records_round_trip_with_their_fields_and_stream(target, tenant_a, test_
                             trace_id=bytes(range(i, i + 16)), span_id=bytes(range(i, i + 8)))
                for i in range(12)]
     req = o.logs_request(records, _resource(test_id))
+    version = store_version(target, LOGS_STORE)
     check.status(o.OTLPClient(target, tenant_a).logs(req, compress=compress), (200, 204),
                  f"OTLP logs export{' (gzip)' if compress else ''}")
     reader = logs_reader(target, tenant_a)
@@ -74,7 +84,7 @@ def test_records_round_trip_with_their_fields_and_stream(target, tenant_a, test_
     got = check.visible("logs", lambda: reader.read(sel, t0 - WINDOW, t0 + WINDOW),
                         lambda e: len(e) >= len(records), "the OTLP records")
     check.equal([(e.ts, e.labels, e.line, e.metadata) for e in got],
-                [(r.time_unix_nano, _resource(test_id), r.body.string_value, _fields(r)) for r in records],
+                [(r.time_unix_nano, _resource(test_id), r.body.string_value, _fields(r, version)) for r in records],
                 "every record: ns timestamp, resource attributes as the stream, body, and its fields")
 
 
