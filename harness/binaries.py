@@ -207,18 +207,14 @@ class BinaryResolver:
         if not build:
             raise StackproofError(f"{spec.name} {version} is not in the cache ({self.cache}); run 'stackproof build'")
         go = shutil.which("go")
-        if spec.collector and go:
-            with self._build_lock(spec, version):
-                path = self.cached(spec, version)
-                if path:
-                    return Resolved(path, "cache", time.monotonic() - t0)
-                return Resolved(self.collector_build(spec, version, go), "go-build", time.monotonic() - t0)
         can_fetch = spec.archive and os.environ.get("STACKPROOF_ALLOW_DOWNLOAD") == "1"
-        if (spec.go and go) or can_fetch:
+        if ((spec.go or spec.collector) and go) or can_fetch:
             with self._build_lock(spec, version):
                 path = self.cached(spec, version)  # another process may have made it meanwhile
                 if path:
                     return Resolved(path, "cache", time.monotonic() - t0)
+                if spec.collector and go:
+                    return Resolved(self.collector_build(spec, version, go), "go-build", time.monotonic() - t0)
                 if spec.go and go:
                     return Resolved(self.go_build(spec, version, go), "go-build", time.monotonic() - t0)
                 return Resolved(self.fetch_archive(spec, version), "archive", time.monotonic() - t0)

@@ -203,3 +203,20 @@ def test_system_program_missing(tmp_path, monkeypatch):
     spec = BinarySpec("nginx-that-is-not-there", system_names=("nginx-that-is-not-there",))
     with pytest.raises(StackproofError, match="nginx-that-is-not-there not found on PATH: install it"):
         BinaryResolver(tmp_path).resolve(spec, None)
+
+
+def test_the_collector_recipe_writes_the_builders_manifest_and_names_an_unpinned_version(tmp_path):
+    from harness.binaries import recipe_id
+    from harness.components import LOG_SHIPPER, by_role
+    from harness.errors import StackproofError
+    spec = by_role(LOG_SHIPPER).spec
+    m = spec.collector.manifest("v0.165.0", tmp_path / "dist")
+    assert m["dist"]["name"] == "otelcol-stackproof" and m["dist"]["output_path"] == str(tmp_path / "dist")
+    assert [x["gomod"] for x in m["receivers"]] == [
+        "go.opentelemetry.io/collector/receiver/otlpreceiver v0.165.0",
+        "github.com/open-telemetry/opentelemetry-collector-contrib/receiver/filelogreceiver v0.165.1"]
+    assert [x["gomod"] for x in m["exporters"]] == ["go.opentelemetry.io/collector/exporter/otlphttpexporter v0.165.0"]
+    assert {x["gomod"].split()[1] for x in m["providers"]} == {"v1.71.0"}
+    assert len(recipe_id(spec, "v0.165.0")) == 16 and recipe_id(spec, "v0.165.0") != recipe_id(spec, "v0.1.0")
+    with pytest.raises(StackproofError, match=r"otelcol-stackproof: no module versions are pinned for v0.1.0"):
+        spec.collector.manifest("v0.1.0", tmp_path)
