@@ -243,11 +243,7 @@ class BinaryResolver:
         recipe = spec.go_for(version)
         assert recipe is not None
         modver = recipe.module_version(version)
-        work = self.cache / "build" / f"{spec.name}-{version}"
-        work.mkdir(parents=True, exist_ok=True)
-        log_path = work / "build.log"
-        out = self.bin_path(spec, version)
-        out.parent.mkdir(parents=True, exist_ok=True)
+        work, log_path, out = self._build_paths(spec, version)
         env = self._go_env()
         t0 = time.monotonic()
         with open(log_path, "w") as log:
@@ -314,6 +310,14 @@ class BinaryResolver:
             raise ComponentError(f"building {spec.name} {version} failed during {phase} (exit {rc}); "
                                  f"log: {log_path}", _tail(log_path))
 
+    def _build_paths(self, spec: BinarySpec, version: str) -> tuple[Path, Path, Path]:
+        """(build directory, its build.log, the binary's place in the cache), directories made."""
+        work = self.cache / "build" / f"{spec.name}-{version}"
+        work.mkdir(parents=True, exist_ok=True)
+        out = self.bin_path(spec, version)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return work, work / "build.log", out
+
     @staticmethod
     def _go_env() -> dict:
         env = dict(os.environ)
@@ -328,11 +332,7 @@ class BinaryResolver:
         build directory (the licence test reads the module graph there)."""
         recipe = spec.collector
         assert recipe is not None
-        work = self.cache / "build" / f"{spec.name}-{version}"
-        work.mkdir(parents=True, exist_ok=True)
-        log_path = work / "build.log"
-        out = self.bin_path(spec, version)
-        out.parent.mkdir(parents=True, exist_ok=True)
+        work, log_path, out = self._build_paths(spec, version)
         manifest = recipe.manifest(version, work / "dist")
         builder = self.resolve(recipe.builder_spec(), recipe.builder_version(version)).path
         env = self._go_env()

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Sequence
 
 from . import proto
+from .clients.metrics import deltas, spans
 
 CONTENT_TYPE = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
 HISTOGRAM = 4  # io.prometheus.client.MetricType
@@ -106,14 +107,10 @@ class HistogramExporter:
             h.bucket.add(upper_bound=b, cumulative_count=c)
         zero, buckets = self.native()
         h.schema, h.zero_threshold, h.zero_count = 0, 0.0, zero
-        prev_i, prev_c = None, 0
-        for i in sorted(buckets):
-            if prev_i is not None and i == prev_i + 1:
-                h.positive_span[-1].length += 1
-            else:
-                h.positive_span.add(offset=i if prev_i is None else i - prev_i - 1, length=1)
-            h.positive_delta.append(buckets[i] - prev_c)
-            prev_i, prev_c = i, buckets[i]
+        runs, counts = spans(buckets)
+        for off, n in runs:
+            h.positive_span.add(offset=off, length=n)
+        h.positive_delta.extend(deltas(counts))
         data = mf.SerializeToString()
         return _varint(len(data)) + data
 

@@ -112,7 +112,7 @@ def bucket_keys(buckets: list[tuple[int, float, float, float]], schema: int) -> 
     return out
 
 
-def _spans(buckets: dict[int, float]) -> tuple[list[tuple[int, int]], list[float]]:
+def spans(buckets: dict[int, float]) -> tuple[list[tuple[int, int]], list[float]]:
     """(spans as (offset, length), counts in order) of the buckets by index: one span per run."""
     spans, counts, prev = [], [], None
     for i in sorted(buckets):
@@ -133,13 +133,18 @@ def _fill_histogram(h, nh: NativeHistogram) -> None:
     else:
         h.count_int, h.zero_count_int = int(nh.count), int(nh.zero_count)
     for side, buckets in (("positive", nh.positive), ("negative", nh.negative)):
-        spans, counts = _spans(buckets)
-        for off, n in spans:
+        runs, counts = spans(buckets)
+        for off, n in runs:
             getattr(h, f"{side}_spans").add(offset=off, length=n)
         if nh.is_float:
             getattr(h, f"{side}_counts").extend(float(c) for c in counts)
         else:  # integer histograms: each count as the delta from the one before
-            getattr(h, f"{side}_deltas").extend(int(c) - int(p) for c, p in zip(counts, [0, *counts[:-1]]))
+            getattr(h, f"{side}_deltas").extend(deltas(counts))
+
+
+def deltas(counts: list) -> list[int]:
+    """Integer bucket counts as the wire has them: each the difference from the one before."""
+    return [int(c) - int(p) for c, p in zip(counts, [0, *counts[:-1]])]
 
 
 @dataclass
@@ -256,22 +261,21 @@ class PromQLClient:
 
         A range selector returns raw samples with their own timestamps, unlike
         an instant query, which returns the evaluation time."""
-        res = self.query(f"{selector(labels)}[{window}]", time_s=at_s)
-        if not res:
-            return []
-        if len(res) != 1:
-            raise AssertionError(f"expected one series for {selector(labels)}, got {len(res)}")
-        return [(round(float(t) * 1000), parse_value(v)) for t, v in res[0]["values"]]
+        series = self._one_series(labels, at_s, window)
+        return [(round(float(t) * 1000), parse_value(v)) for t, v in series.get("values", [])]
 
     def raw_histograms(self, labels: Mapping[str, str], at_s: float, window: str = "1h") -> list[tuple[int, dict]]:
         """Every stored native histogram of one series in (at - window, at], as (timestamp ms,
         {"count", "sum", "buckets": [(boundary rule, lower, upper, count), ...]}), numbers as floats."""
+        series = self._one_series(labels, at_s, window)
+        return [(round(float(t) * 1000), parse_histogram(h)) for t, h in series.get("histograms", [])]
+
+    def _one_series(self, labels: Mapping[str, str], at_s: float, window: str) -> dict:
+        """The range query result of the one series ``labels`` selects ({} when none does)."""
         res = self.query(f"{selector(labels)}[{window}]", time_s=at_s)
-        if not res:
-            return []
-        if len(res) != 1:
+        if len(res) > 1:
             raise AssertionError(f"expected one series for {selector(labels)}, got {len(res)}")
-        return [(round(float(t) * 1000), parse_histogram(h)) for t, h in res[0].get("histograms", [])]
+        return res[0] if res else {}
 
     def query_range(self, q: str, start_s: float, end_s: float, step: str) -> list[dict]:
         return self.api.custom_query_range(q, start_time=_dt(start_s), end_time=_dt(end_s), step=step)

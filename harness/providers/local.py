@@ -142,6 +142,7 @@ class LocalProvider(Provider):
             ports["gateway"] = self.gateway_port
         tls = write_platform_pki(self.root / "tls", self.platform)
         overrides = limited_overrides(tenants)
+        ctx = self._ctx_for(ports, tls, tenants)
         self.state = {"platform": self.platform, "created": time.time(), "ports": ports,
                       "tls": [str(tls.ca_cert), str(tls.server_cert), str(tls.server_key)],
                       "overrides": overrides, "storage": self._storage_config(), "components": {}}
@@ -150,14 +151,14 @@ class LocalProvider(Provider):
             tenants=tenants, ca_file=str(tls.ca_cert),
             capabilities=["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp", "otel-collector",
                           "agent-scrape", *ALERTING_CAPABILITIES],
-            components={c.name: c.endpoint(self._ctx_for(ports, tls, tenants)) for c in self.active(tenants)},
+            components={c.name: c.endpoint(ctx) for c in self.active(tenants)},
             limits=dict(DEFAULT_LIMITS), logs_dir=str(self.root / "logs"),
             object_storage=self._published_storage(ports),
             durability=declared_durability(),
             alerting=declared_alerting(),
             **logs_fields(by_role(LOGS_STORE).dialect), **declared_otlp(),
-            otel_collector=by_role(LOG_SHIPPER).published(self._ctx_for(ports, tls, tenants)),
-            agent_scrape_dir=str(by_role(SENDER).scrape_dir(self._ctx_for(ports, tls, tenants))),
+            otel_collector=by_role(LOG_SHIPPER).published(ctx),
+            agent_scrape_dir=str(by_role(SENDER).scrape_dir(ctx)),
         )
         target.save(self.target_file)
         self._save_state()
