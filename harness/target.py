@@ -74,6 +74,8 @@ LOGS_APIS = {
                      "otlp_path": "/insert/opentelemetry/v1/logs"},
     "loki": {"push_path": "/loki/api/v1/push", "query_path": "/loki/api/v1", "otlp_path": "/otlp/v1/logs"},
 }
+# the metrics OTLP path unless the target file says otherwise (Cortex's and Mimir's)
+METRICS_OTLP_PATH = "/api/v1/otlp/v1/metrics"
 SIGNALS = ("metrics", "logs")
 # the logs rules path of each dialect (alerting.logs_rules_path)
 LOGS_RULES_PATHS = {"victorialogs": "/vmalert", "loki": "/loki/api/v1/rules"}
@@ -174,7 +176,7 @@ class Target:
     ca_file: str | None = None
     metrics_write_path: str = "/api/v1/push"
     metrics_query_path: str = "/prometheus"
-    metrics_otlp_path: str = "/api/v1/otlp/v1/metrics"
+    metrics_otlp_path: str = METRICS_OTLP_PATH
     # resource attributes the metrics store promotes to labels of every series of an OTLP export
     # (beyond service.name/namespace -> job and service.instance.id -> instance, which are always)
     metrics_otlp_promoted: list[str] = field(default_factory=list)

@@ -10,7 +10,7 @@ import re
 import requests
 
 from ..binaries import ArchiveRecipe, BinarySpec, GoRecipe
-from ..target import DEFAULT_LIMITS
+from ..target import DEFAULT_LIMITS, METRICS_OTLP_PATH
 from .base import METRICS_STORE, ClusterPort, ClusterShape, PlatformContext, Route, Store, cloud_bucket
 
 SPEC = BinarySpec(
@@ -60,7 +60,7 @@ class Cortex(Store):
     # remote write, OTLP metrics and the PromQL API (Prometheus' own paths under /prometheus, with the
     # ruler's rules and alerts reads), the ruler's config API, the Alertmanager's config
     # API and its v2 API (alerts, silences)
-    routes = (Route("= /api/v1/push"), Route("= /api/v1/otlp/v1/metrics"), Route("/prometheus/"),
+    routes = (Route("= /api/v1/push"), Route(f"= {METRICS_OTLP_PATH}"), Route("/prometheus/"),
               Route("~ ^/api/v1/rules(/|$)"),
               Route("= /api/v1/alerts"), Route("/alertmanager/api/v2/"))
     tenant_headers = {"X-Scope-OrgID": "$stackproof_tenant"}

@@ -28,7 +28,8 @@ from pathlib import Path
 import yaml
 
 from ..binaries import BinarySpec, CollectorRecipe
-from .base import LOG_SHIPPER, Component, PlatformContext, http_ready
+from ..target import LOGS_APIS, METRICS_OTLP_PATH
+from .base import LOG_SHIPPER, LOGS_STORE, Component, PlatformContext, http_ready
 
 CORE = "go.opentelemetry.io/collector"
 CONTRIB = "github.com/open-telemetry/opentelemetry-collector-contrib"
@@ -70,6 +71,7 @@ class OtelCollector(Component):
         return ctx.data_dir / "otelcol" / "inbox"
 
     def config(self, ctx: PlatformContext) -> dict:
+        from . import by_role  # the catalog imports this module
         gw = ctx.gateway_url
         return {
             "receivers": {
@@ -80,8 +82,9 @@ class OtelCollector(Component):
             },
             "exporters": {
                 "otlp_http": {
-                    "logs_endpoint": f"{gw}/insert/opentelemetry/v1/logs",
-                    "metrics_endpoint": f"{gw}/api/v1/otlp/v1/metrics",
+                    # the stores' OTLP paths, as the target file publishes them by default
+                    "logs_endpoint": gw + LOGS_APIS[by_role(LOGS_STORE).dialect]["otlp_path"],
+                    "metrics_endpoint": gw + METRICS_OTLP_PATH,
                     "headers": {"Authorization": "Bearer ${env:" + TOKEN_ENV + "}"},
                     "tls": {"ca_file": str(ctx.tls.ca_cert)},
                     "compression": "gzip",
