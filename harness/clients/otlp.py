@@ -90,19 +90,25 @@ def number_point(t_ns: int, value: float | int, attrs: Attrs | None = None, star
     return p
 
 
-def gauge(name: str, points: Iterable[mpb.NumberDataPoint], unit: str = "", description: str = "") -> mpb.Metric:
+def _metric(name: str, unit: str, kind: str, points, description: str = "", **body) -> mpb.Metric:
+    """A Metric of ``kind`` (gauge, sum, histogram, exponential_histogram) with its points and
+    the kind's other fields (temporality, monotonicity)."""
     m = mpb.Metric(name=name, unit=unit, description=description)
-    m.gauge.data_points.extend(points)
+    data = getattr(m, kind)
+    data.data_points.extend(points)
+    for field_name, value in body.items():
+        setattr(data, field_name, value)
     return m
+
+
+def gauge(name: str, points: Iterable[mpb.NumberDataPoint], unit: str = "", description: str = "") -> mpb.Metric:
+    return _metric(name, unit, "gauge", points, description)
 
 
 def sum_(name: str, points: Iterable[mpb.NumberDataPoint], unit: str = "", description: str = "",
          monotonic: bool = True, temporality: int = CUMULATIVE) -> mpb.Metric:
-    m = mpb.Metric(name=name, unit=unit, description=description)
-    m.sum.data_points.extend(points)
-    m.sum.is_monotonic = monotonic
-    m.sum.aggregation_temporality = temporality
-    return m
+    return _metric(name, unit, "sum", points, description, is_monotonic=monotonic,
+                   aggregation_temporality=temporality)
 
 
 def histogram_point(t_ns: int, bounds: list[float], counts: list[int], total: float, attrs: Attrs | None = None,
@@ -117,10 +123,7 @@ def histogram_point(t_ns: int, bounds: list[float], counts: list[int], total: fl
 
 def histogram(name: str, points: Iterable[mpb.HistogramDataPoint], unit: str = "",
               temporality: int = CUMULATIVE) -> mpb.Metric:
-    m = mpb.Metric(name=name, unit=unit)
-    m.histogram.data_points.extend(points)
-    m.histogram.aggregation_temporality = temporality
-    return m
+    return _metric(name, unit, "histogram", points, aggregation_temporality=temporality)
 
 
 def exponential_histogram_point(t_ns: int, scale: int, positive: tuple[int, list[int]], zero_count: int,
@@ -139,10 +142,7 @@ def exponential_histogram_point(t_ns: int, scale: int, positive: tuple[int, list
 
 def exponential_histogram(name: str, points: Iterable[mpb.ExponentialHistogramDataPoint], unit: str = "",
                           temporality: int = CUMULATIVE) -> mpb.Metric:
-    m = mpb.Metric(name=name, unit=unit)
-    m.exponential_histogram.data_points.extend(points)
-    m.exponential_histogram.aggregation_temporality = temporality
-    return m
+    return _metric(name, unit, "exponential_histogram", points, aggregation_temporality=temporality)
 
 
 def metrics_request(metrics: Iterable[mpb.Metric], resource: Attrs | Iterable[tuple[str, object]],
