@@ -32,6 +32,10 @@ upgrade: setup
 
 setup: $(VENV)/.installed
 	@scripts/system-deps.sh
+	@# the developer tools the tests use, pinned in harness/tools.py (actionlint), built into the binary cache
+	@# here, never inside a test: the tests run behind a network guard (tests/netguard/)
+	@$(BIN)/python -c 'from harness.tools import TOOLS, resolve_tool; \
+	  [print(f"[stackproof] {n} {v}: {resolve_tool(n).path}") for n, (_, v) in TOOLS.items()]'
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)

@@ -6,6 +6,8 @@ import hashlib
 import http.server
 import io
 import os
+import shutil
+import subprocess
 import tarfile
 import threading
 import zipfile
@@ -188,14 +190,103 @@ def test_cache_without_manifest_is_not_a_hit(tmp_path):
     assert r.cached(spec, "v1.0.0") is None  # a half-finished build or download
 
 
-def test_failed_go_build_names_component_version_and_log(tmp_path):
-    if not any((Path(d) / "go").exists() for d in os.environ.get("PATH", "").split(os.pathsep)):
-        pytest.fail("the Go toolchain is required for this test")
+def _require_go() -> None:
+    if not shutil.which("go"):
+        pytest.fail("the Go toolchain is required for this test (scripts/system-deps.sh says how to get it)")
+
+
+def _publish_module(root: Path, module: str, version: str, files: dict[str, str]) -> None:
+    """``module@version`` in a module proxy tree on disk (the layout GOPROXY=file:// reads: list,
+    .info, .mod, .zip with every file under ``module@version/``): a module of the test's own,
+    which the go command fetches with no network at all."""
+    d = root / module / "@v"
+    d.mkdir(parents=True)
+    (d / "list").write_text(version + "\n")
+    (d / f"{version}.info").write_text(f'{{"Version": "{version}", "Time": "2026-01-01T00:00:00Z"}}')
+    (d / f"{version}.mod").write_text(files["go.mod"])
+    with zipfile.ZipFile(d / f"{version}.zip", "w") as zf:
+        for name, text in files.items():
+            zf.writestr(f"{module}@{version}/{name}", text)
+
+
+def test_failed_go_build_names_component_version_and_log(tmp_path, monkeypatch):
+    """A real go build that fails while compiling, offline: the module is the test's own,
+    served by a file:// module proxy, into a module cache of its own."""
+    _require_go()
+    module = "example.test/widget"
+    _publish_module(tmp_path / "proxy", module, "v0.0.1", {
+        "go.mod": f"module {module}\n\ngo 1.22\n",
+        "cmd/widget/main.go": "package main\n\nfunc main() { stackproofNoSuchFunction() }\n"})
+    monkeypatch.setenv("GOPROXY", (tmp_path / "proxy").as_uri())
+    monkeypatch.setenv("GOMODCACHE", str(tmp_path / "modcache"))
+    monkeypatch.setenv("GOFLAGS", "-mod=mod -modcacherw")  # a module cache pytest can delete
+    spec = BinarySpec("widget", go=GoRecipe(module, f"{module}/cmd/widget"))
+    resolver = BinaryResolver(tmp_path / "cache", progress=lambda m: None)
+    with pytest.raises(ComponentError) as ei:
+        resolver.resolve(spec, "v0.0.1")
+    log = tmp_path / "cache" / "build" / "widget-v0.0.1" / "build.log"
+    assert str(ei.value) == f"building widget v0.0.1 failed during compiling (exit 1); log: {log}"
+    assert "undefined: stackproofNoSuchFunction" in ei.value.log_tail
+    assert "undefined: stackproofNoSuchFunction" in log.read_text()
+    assert resolver.cached(spec, "v0.0.1") is None
+
+
+def test_a_module_that_cannot_be_fetched_names_it_without_asking_the_network(tmp_path):
+    """Under the guard a module missing from the cache is never looked up: one line naming it."""
+    _require_go()
     spec = BinarySpec("widget", go=GoRecipe("github.com/stackproof-test/no-such-module",
                                             "github.com/stackproof-test/no-such-module/cmd/widget"))
     with pytest.raises(ComponentError) as ei:
         BinaryResolver(tmp_path, progress=lambda m: None).resolve(spec, "v0.0.1")
-    assert "github.com/stackproof-test/no-such-module@v0.0.1" in str(ei.value)
+    assert str(ei.value) == ("cannot download Go module github.com/stackproof-test/no-such-module@v0.0.1: "
+                             "github.com/stackproof-test/no-such-module@v0.0.1: module lookup disabled by GOPROXY=off")
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """A stand-in for the outside: every request (a proxy CONNECT, a module proxy GET) is
+    recorded and refused, so nothing leaves the machine."""
+
+    seen: list[str] = []
+
+    def _refuse(self):
+        self.seen.append(f"{self.command} {self.path}")
+        self.send_response(403)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_CONNECT = do_GET = _refuse
+
+    def log_message(self, *a):
+        pass
+
+
+def test_go_processes_are_held_by_the_network_guard(tmp_path):
+    """Every test's go process inherits the guard (GOPROXY=off, GOSUMDB=off, GOTOOLCHAIN=local).
+    With an HTTPS proxy of the test's own in the environment, a guarded ``go mod download`` of
+    a module missing from the cache sends nothing anywhere; the same command without the
+    guard's variables (the go command's defaults) goes for proxy.golang.org, through the proxy,
+    where the test sees it: the guard is what keeps a Go process on this machine."""
+    _require_go()
+    from .netguard.sitecustomize import GO_GUARD
+
+    assert {k: os.environ.get(k) for k in GO_GUARD} == GO_GUARD
+    _Recorder.seen = []
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    proxy = f"http://127.0.0.1:{srv.server_address[1]}"
+    env = {k: v for k, v in os.environ.items() if k.upper() not in ("NO_PROXY", "GOFLAGS")}
+    env.update(HTTPS_PROXY=proxy, HTTP_PROXY=proxy, GOMODCACHE=str(tmp_path / "modcache"), GOFLAGS="-modcacherw")
+    args = ["go", "mod", "download", "-json", "example.com/stackproof/guard-probe@v1.0.0"]
+    try:
+        guarded = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert guarded.returncode != 0 and "module lookup disabled by GOPROXY=off" in guarded.stdout, guarded
+        assert _Recorder.seen == []
+        unguarded = {k: v for k, v in env.items() if k not in GO_GUARD}
+        bare = subprocess.run(args, cwd=tmp_path, env=unguarded, capture_output=True, text=True, timeout=120)
+        assert bare.returncode != 0, bare
+        assert "CONNECT proxy.golang.org:443" in _Recorder.seen, (_Recorder.seen, bare.stdout, bare.stderr)
+    finally:
+        srv.shutdown()
 
 
 def test_system_program_missing(tmp_path, monkeypatch):

@@ -2,17 +2,18 @@
 ``.github/workflows/``.
 
 actionlint (built from its Go module, pinned in ``harness/tools.py``, into the
-binary cache) lints them in a throwaway repository tree, the way GitHub will
-see them, with shellcheck over every ``run:`` script; it must find nothing,
-and it must find the faults in a deliberately broken workflow. Then the shape
-the project promises is checked on the parsed YAML: the nightly matrix, a
-timeout on every job that leaves the teardown its time, teardown and uploads
-that always run, the janitor after the matrix and on a schedule, the
-local-kube cells as root on the runner, every upgrade run with ``--no-skips``
-(and ``--no-skips`` really failing a run with a skip),
-``id-token: write`` only where OIDC is used, pinned actions, commands that
-name only options, targets, extras and paths that exist, and no AGPL system
-(the project never builds or deploys one).
+binary cache by the set-up step, ``make setup``; never built here) lints them
+in a throwaway repository tree, the way GitHub will see them, with shellcheck
+over every ``run:`` script; it must find nothing, and it must find the faults
+in a deliberately broken workflow. Then the shape the project promises is
+checked on the parsed YAML: the nightly matrix, a timeout on every job that
+leaves the teardown its time, teardown and uploads that always run, the
+janitor after the matrix and on a schedule, the local-kube cells as root on
+the runner, every pytest run of a workflow with ``--no-skips`` (and
+``--no-skips`` really failing a run with a skip), the same for every pytest
+step of ``.ci/run``, ``id-token: write`` only where OIDC is used, pinned
+actions, commands that name only options, targets, extras and paths that
+exist, and no AGPL system (the project never builds or deploys one).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.binaries import BinaryResolver, BinarySpec
+from harness.binaries import BinaryResolver, BinarySpec, cache_dir
+from harness.errors import StackproofError
 from harness.tools import ACTIONLINT_VERSION, resolve_tool
 
 from .conftest import REPO, run_cli
@@ -55,8 +57,13 @@ SHELLCHECK = BinarySpec(name="shellcheck", system_names=("shellcheck",))
 # -- loading ---------------------------------------------------------------------
 
 def _load(path: Path) -> dict:
-    doc = yaml.safe_load(path.read_text())
+    doc = _load_text(path.read_text())
     assert isinstance(doc, dict), f"{path.name}: not a mapping"
+    return doc
+
+
+def _load_text(text: str) -> dict:
+    doc = yaml.safe_load(text)
     if True in doc:  # YAML 1.1 reads the key `on` as a boolean
         doc["on"] = doc.pop(True)
     return doc
@@ -68,8 +75,8 @@ def _docs() -> dict[str, dict]:
     return {name: _load(path) for name, path in WORKFLOWS.items()}
 
 
-def _jobs():
-    for name, doc in _docs().items():
+def _jobs(docs: dict[str, dict] | None = None):
+    for name, doc in (_docs() if docs is None else docs).items():
         for job_id, job in doc["jobs"].items():
             yield name, job_id, job
 
@@ -147,8 +154,12 @@ def _as_root(words: list[str]) -> tuple[list[str], list[str]]:
 
 @functools.cache
 def _commands() -> list[Command]:
+    return _commands_in(_docs())
+
+
+def _commands_in(docs: dict[str, dict]) -> list[Command]:
     found = []
-    for name, job_id, job in _jobs():
+    for name, job_id, job in _jobs(docs):
         for step in job.get("steps", []):
             if "run" not in step:
                 continue
@@ -220,12 +231,32 @@ def _check_choices(c: Command, args: list[str], choices: dict[str, set[str]], no
 
 # -- fixtures ----------------------------------------------------------------------
 
+def cached_actionlint() -> Path:
+    """actionlint from the binary cache, where the set-up step (``make setup``) builds it: a
+    build here would fetch Go modules, and the tests run behind the network guard."""
+    try:
+        return resolve_tool("actionlint", build=False).path
+    except StackproofError:
+        pytest.fail(f"actionlint {ACTIONLINT_VERSION} is not in the binary cache ({cache_dir()}): "
+                    "the set-up step builds it, run 'make setup'", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def actionlint() -> Path:
-    resolved = resolve_tool("actionlint")
-    out = subprocess.run([str(resolved.path), "-version"], capture_output=True, text=True, timeout=60)
+    path = cached_actionlint()
+    out = subprocess.run([str(path), "-version"], capture_output=True, text=True, timeout=60)
     assert out.stdout.splitlines()[0] == ACTIONLINT_VERSION, out.stdout
-    return resolved.path
+    return path
+
+
+def test_actionlint_missing_from_the_cache_fails_in_one_line_naming_the_set_up_step(tmp_path, monkeypatch):
+    monkeypatch.setenv("STACKPROOF_CACHE", str(tmp_path))
+    monkeypatch.delenv("STACKPROOF_BIN_ACTIONLINT", raising=False)
+    with pytest.raises(pytest.fail.Exception) as exc:
+        cached_actionlint()
+    assert str(exc.value) == (f"actionlint {ACTIONLINT_VERSION} is not in the binary cache ({tmp_path}): "
+                              "the set-up step builds it, run 'make setup'")
+    assert not (tmp_path / "build").exists(), "nothing was built"
 
 
 @pytest.fixture(scope="session")
@@ -400,27 +431,74 @@ def test_local_kube_cells_run_as_root_on_the_runner_without_any_cloud():
             assert any(c.step is s for c in suites), f"{s.get('name')!r}: only the suites run as root"
 
 
-def _upgrade_runs() -> list[Command]:
-    return [c for c in _commands() if c.workflow in ("nightly.yml", "release-gate.yml") and c.tool == "pytest"
-            and any(a.rstrip("/") == "suites/upgrade" or a.startswith("suites/upgrade/") for a in c.args)]
+def _gated_runs(commands: list[Command]) -> list[Command]:
+    return [c for c in commands if c.workflow in ("nightly.yml", "release-gate.yml") and c.tool == "pytest"]
 
 
-def test_every_upgrade_run_fails_on_skips():
-    """A cell or gate whose upgrade suite skipped (a target without 'restart', say) must
-    not pass: every step that runs suites/upgrade passes --no-skips."""
-    runs = _upgrade_runs()
-    # the nightly's cloud and local-kube cells, the gate's local and cloud jobs
-    assert {(c.workflow, next(j for n, j, job in _jobs() if job is c.job)) for c in runs} == {
-        ("nightly.yml", "cloud"), ("nightly.yml", "local-kube"), ("release-gate.yml", "local"),
-        ("release-gate.yml", "cloud")}
-    for c in runs:
-        assert "--no-skips" in c.args, f"{c.where}: runs suites/upgrade without --no-skips"
-    # and no step runs the upgrade suite some other way the check above would miss
+def _skips_allowed(commands: list[Command]) -> list[str]:
+    """The pytest runs of the nightly and the gate that would pass on skips (no --no-skips)."""
+    return [f"{c.where}: python -m pytest {' '.join(c.args)}" for c in _gated_runs(commands)
+            if "--no-skips" not in c.args]
+
+
+def test_every_pytest_run_of_the_nightly_and_the_gate_fails_on_skips():
+    """A cell whose suite skipped (a capability the provider should have given its platform,
+    an upgrade that did not run) must not pass: every pytest step of the nightly (conformance,
+    durability, upgrade; on the clouds and on local-kube) and of the gate passes --no-skips."""
+    runs = _gated_runs(_commands())
+    job_of = {id(job): job_id for _, job_id, job in _jobs()}
+    cells = {(c.workflow, job_of[id(c.job)], c.args[0]) for c in runs}
+    assert cells == {(w, j, s) for w, j in (("nightly.yml", "cloud"), ("nightly.yml", "local-kube"))
+                     for s in ("suites/smoke", "suites/durability", "suites/upgrade")} | {
+        ("release-gate.yml", "local", "suites/upgrade"), ("release-gate.yml", "cloud", "suites/upgrade")}, cells
+    assert _skips_allowed(_commands()) == []
+    # and no step runs pytest some other way the check above would miss
     for name in ("nightly.yml", "release-gate.yml"):
         for _, job_id, job in (j for j in _jobs() if j[0] == name):
             for s in job.get("steps", []):
-                if "suites/upgrade" in s.get("run", ""):
+                if "pytest" in s.get("run", ""):
                     assert any(c.step is s for c in runs), f"{name} {job_id} {s.get('name')!r}"
+
+
+def test_a_cell_without_no_skips_is_found():
+    """The check above on a stand-in nightly whose durability cell lost --no-skips."""
+    broken = _load_text(WORKFLOWS["nightly.yml"].read_text().replace(
+        "python -m pytest suites/durability --no-skips", "python -m pytest suites/durability", 1))
+    found = _skips_allowed(_commands_in({"nightly.yml": broken}))
+    assert len(found) == 1 and found[0].startswith("nightly.yml job 'cloud' step 'durability"), found
+    assert "suites/durability --provider $PROVIDER" in found[0]
+
+
+CI_RUN = REPO / ".ci" / "run"
+
+
+def _ci_run_steps(script: str) -> list[list[str]]:
+    """The pytest steps of ``.ci/run``: its ``run_pytest ARGS`` calls."""
+    return [w[1:] for w in _simple_commands(script) if w[0] == "run_pytest" and w[1:2] != ["()"]]  # not its definition
+
+
+def _ci_run_skips_allowed(script: str) -> list[str]:
+    return [" ".join(args) for args in _ci_run_steps(script) if "--no-skips" not in args]
+
+
+def test_every_pytest_step_of_ci_run_fails_on_skips_and_runs_as_typed():
+    """``make test`` (.ci/run): every pytest step runs on a target a provider made (the local
+    provider, a platform of its own for durability and load, local-kube), so every one passes
+    --no-skips, the harness's own tests too (CI runs as root); and no step needs a plugin a user
+    would not type (the load suite runs as ``pytest suites/load``)."""
+    script = CI_RUN.read_text()
+    steps = _ci_run_steps(script)
+    assert [a[0] for a in steps] == ["tests", "suites/durability", "suites/load", "suites/smoke", "suites/upgrade"]
+    assert _ci_run_skips_allowed(script) == []
+    assert [a for a in steps if "-p" in a] == []
+    # nothing runs pytest past run_pytest (its own body passes "$@" on)
+    direct = [w for w in _simple_commands(script) if "pytest" in w and w[0] != "run_pytest"]
+    assert direct == [[".venv/bin/python", "-m", "pytest", "$@"]], direct
+
+
+def test_a_ci_run_step_without_no_skips_is_found():
+    broken = CI_RUN.read_text().replace("run_pytest suites/load --no-skips", "run_pytest suites/load")
+    assert _ci_run_skips_allowed(broken) == ["suites/load --timeout=600 --junitxml=$RESULTS/load-junit.xml"]
 
 
 def test_no_skips_fails_a_pytest_run_that_skipped(tmp_path):

@@ -6,11 +6,20 @@ literals of the test's own network namespaces, resolve as usual.
 
 Cloud emulators hand out made-up endpoints (moto's EKS clusters live at
 ``*.eks.amazonaws.com``): a client that tries one gets a resolution error from
-this guard, the way a machine without DNS would answer."""
+this guard, the way a machine without DNS would answer.
+
+Go processes do not use Python's resolver, so the guard holds them by their
+environment, which every process a test starts inherits: ``GOPROXY=off`` (no
+module is fetched, by proxy or from its repository; the module cache still
+serves what the set-up step downloaded), ``GOSUMDB=off`` (no checksum database
+is asked) and ``GOTOOLCHAIN=local`` (no newer toolchain is fetched). A build
+that needs the network fails at once, naming ``GOPROXY=off``: builds belong in
+the set-up step (``make setup``, ``stackproof build``), never in a test."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 
 _LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", socket.gethostname()}
@@ -39,3 +48,9 @@ def guarded_getaddrinfo(host, *args, **kwargs):
 
 
 socket.getaddrinfo = guarded_getaddrinfo
+
+
+# the go command's own network access (see the docstring); set, not defaulted: a test that
+# means to build from a module of its own points GOPROXY at a file:// tree of its own
+GO_GUARD = {"GOPROXY": "off", "GOSUMDB": "off", "GOTOOLCHAIN": "local"}
+os.environ.update(GO_GUARD)
