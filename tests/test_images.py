@@ -267,10 +267,10 @@ def test_release_images_run_in_containerd(tmp_path):
         assert "RUNNING" in ctd.ctr("tasks", "ls").stdout
         assert ctd.shim_pids() and mounts_under(ctd.state)
 
-        # a stray pull never leaves the machine: the proxy is a dead loopback port
-        t = time.monotonic()
+        # a stray pull never leaves the machine: the proxy is a dead loopback port (how long it takes to
+        # fail is a figure: benchmarks/failure_bounds.py)
         r = ctd.ctr("images", "pull", "docker.io/library/busybox:latest", check=False, timeout=60)
-        assert r.returncode != 0 and "127.0.0.1:9" in r.stderr and time.monotonic() - t < 30, r.stderr[-300:]
+        assert r.returncode != 0 and "127.0.0.1:9" in r.stderr, r.stderr[-300:]
     finally:
         t = time.monotonic()
         done = ctd.stop()

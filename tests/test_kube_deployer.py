@@ -683,28 +683,24 @@ def test_bad_namespace_and_labels_are_one_clear_line():
 
 
 # ---------------------------------------------------------------------------
-# an API that cannot be reached: one line, quickly
+# an API that cannot be reached: one line (how quickly: benchmarks/failure_bounds.py)
 
 
 def test_unreachable_api_is_one_line_naming_the_server():
     port = free_ports(1)[0]  # nothing listens there
     d = KubeDeployer(unreachable_kubeconfig(f"https://127.0.0.1:{port}"), storage=S3, api_timeout=2)
-    t0 = time.monotonic()
     for call in (lambda: d.deploy(NEW), lambda: d.upgrade(NEW), lambda: d.delete(),
                  lambda: d.collect_artifacts(Path("/nonexistent"))):
         with pytest.raises(StackproofError) as exc:
             call()
         assert str(exc.value) == f"cannot reach the Kubernetes API at https://127.0.0.1:{port}: connection refused"
-    assert time.monotonic() - t0 < 5
 
 
-def test_unresolvable_api_host_is_one_line_within_the_bound():
+def test_unresolvable_api_host_is_one_line():
     """What the AWS provider meets with moto: an EKS endpoint name that no DNS knows."""
     d = KubeDeployer(unreachable_kubeconfig("https://stackproof-test-cluster.invalid/"), storage=GCS, api_timeout=2)
-    t0 = time.monotonic()
     with pytest.raises(StackproofError) as exc:
         d.deploy(NEW)
-    assert time.monotonic() - t0 < 4
     assert str(exc.value) in (
         "cannot reach the Kubernetes API at https://stackproof-test-cluster.invalid: "
         "cannot resolve the host name stackproof-test-cluster.invalid",
@@ -714,21 +710,20 @@ def test_unresolvable_api_host_is_one_line_within_the_bound():
 
 def test_silent_api_times_out_within_the_bound():
     """A server that accepts the connection and never answers: the /version
-    check gives up after api_timeout, not after urllib3's defaults."""
+    check gives up after api_timeout, not after urllib3's defaults (none: it would
+    wait for the test's own timeout), and says so. How long it takes is a figure
+    (benchmarks/failure_bounds.py), not an assertion."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(8)
     port = srv.getsockname()[1]
     try:
         d = KubeDeployer(unreachable_kubeconfig(f"https://127.0.0.1:{port}"), storage=GCS, api_timeout=1)
-        t0 = time.monotonic()
         with pytest.raises(StackproofError) as exc:
             d.deploy(NEW, timeout=600)
-        took = time.monotonic() - t0
     finally:
         srv.close()
     assert str(exc.value) == f"cannot reach the Kubernetes API at https://127.0.0.1:{port}: no answer within 1s"
-    assert took < 4
 
 
 # ---------------------------------------------------------------------------
@@ -1109,10 +1104,8 @@ def test_rollout_and_load_balancer_timeouts_are_one_line(control_plane, tmp_path
     kc = control_plane.kubeconfig()
     d = KubeDeployer(kc, "sp-timeout", storage=S3, workdir=tmp_path, poll_interval=0.2, progress=lambda m: None)
     with StandIn(kc, "sp-timeout", lb=None, hold={"victorialogs"}):
-        t0 = time.monotonic()
         with pytest.raises(ComponentError) as exc:
             d.deploy(NEW, timeout=2)
-        assert time.monotonic() - t0 < 6
     assert re.fullmatch(r"gateway \(Service sp-timeout/gateway, type LoadBalancer\) has no load-balancer address "
                         r"after [12]s: the cluster's load-balancer controller did not provision one", str(exc.value))
     with StandIn(kc, "sp-timeout", hold={"victorialogs"}):
