@@ -3,7 +3,8 @@ against what the target declares of each store (``durability`` in the target
 file): a graceful stop loses nothing; a kill -9 loses no acknowledged write
 older than the store's declared window (0 s for a store with a write-ahead
 log), and the measured loss is reported; a store whose data is declared to be
-in object storage serves it after losing its local disk.
+in object storage serves it after losing its local disk, and a store whose data
+is declared on its own volume loses exactly that data with the volume.
 
 These tests stop and kill the platform's stores: run them on a platform of
 their own (``pytest suites/durability``), never beside other suites."""
@@ -163,43 +164,78 @@ def _bucket_objects(target, signal: str) -> list[str]:
     pytest.skip(f"target {target.name!r} does not publish its object storage")
 
 
+def disk_loss_violations(signal: str, in_bucket: bool, written: list, got: list) -> list[str]:
+    """What a read after the store lost its local disk says against the declaration: a store
+    declared in object storage serves exactly what was written; a store declared on its own
+    volume loses it with the volume, so it serves none of it (data that survives where the
+    target says it cannot is a wrong declaration, not a bonus)."""
+    if in_bucket and got != written:
+        return [f"{signal}: declared in object storage, but after the local disk was lost it served "
+                f"{len(got)} items where {len(written)} were written (or other values)"]
+    if not in_bucket and got:
+        return [f"{signal}: declared on its own volume (lost with it), but {len(got)} of the {len(written)} items "
+                "written before the volume was removed came back: the target should declare object_storage"]
+    return []
+
+
 @pytest.mark.parametrize("signal", SIGNALS, ids=lambda s: f"{s}-store")
-def test_a_store_in_object_storage_serves_its_data_after_losing_its_local_disk(
+def test_a_lost_local_disk_keeps_or_loses_the_data_exactly_as_declared(
         target, tenant_a, test_id, platform_control, check, signal):
-    if not target.durability[signal].object_storage:
-        pytest.skip(f"target {target.name!r} declares its {signal} store's data on its own volume, "
-                    "not in object storage")
+    """Whatever the target declares of the store (``durability.<signal>.object_storage``) is
+    proven, both ways: data in object storage is flushed to the bucket by a graceful stop and
+    served, exactly, after the local disk is deleted; data declared on its own volume is gone
+    with the volume, and the store serves again (a write after the restart reads back) with
+    nothing of what was written before."""
+    in_bucket = target.durability[signal].object_storage
     # from now on: after an earlier graceful restart (flush on shutdown) Cortex takes
     # nothing older than the newest sample of the block it cut ("out of bounds")
     t0 = int(time.time() * 1000)
     if signal == "metrics":
-        labels = {"__name__": "stackproof_bucket", "stackproof_test": test_id}
-        written = [(t0 + i * 100, float(i)) for i in range(30)]
-        check.status(RemoteWriteClient(target, tenant_a).write([(labels, written)]), (200, 204), "write")
-        promql = PromQLClient(target, tenant_a)
+        rw, promql = RemoteWriteClient(target, tenant_a), PromQLClient(target, tenant_a)
 
-        def read():
-            return promql.raw_samples(labels, (t0 + 40_000) / 1000, "10m")
+        def write(phase: str, start_ms: int) -> tuple[dict, list]:
+            labels = {"__name__": "stackproof_bucket", "stackproof_test": test_id, "phase": phase}
+            data = [(start_ms + i * 100, float(i)) for i in range(30)]
+            check.status(rw.write([(labels, data)]), (200, 204), f"write ({phase})")
+            return labels, data
+
+        def read(labels: dict) -> list:
+            return promql.raw_samples(labels, time.time() + 40, "10m")
     else:
-        labels = {"stackproof_test": test_id, "job": "bucket"}
-        written = [(t0 * 10**6 + i * 1_000_000_007, f"line {i}") for i in range(30)]
-        check.status(LogsPush(target, tenant_a).push_proto([(labels, written)]), 204, "push")
-        reader = logs_reader(target, tenant_a)
+        push, reader = LogsPush(target, tenant_a), logs_reader(target, tenant_a)
 
-        def read():
-            return reader.entries(Select.of(labels), t0 * 10**6 - 60 * 10**9, t0 * 10**6 + 120 * 10**9)
+        def write(phase: str, start_ms: int) -> tuple[dict, list]:
+            labels = {"stackproof_test": test_id, "job": "bucket", "phase": phase}
+            data = [(start_ms * 10**6 + i * 1_000_000_007, f"line {i}") for i in range(30)]
+            check.status(push.push_proto([(labels, data)]), 204, f"push ({phase})")
+            return labels, data
 
-    check.visible(signal, read, lambda got: len(got) >= len(written), "written data before the stop")
-    before = _bucket_objects(target, signal)
+        def read(labels: dict) -> list:
+            return reader.entries(Select.of(labels), t0 * 10**6 - 60 * 10**9, time.time_ns() + 120 * 10**9)
+
+    labels, written = write("before", t0)
+    check.visible(signal, lambda: read(labels), lambda got: len(got) >= len(written), "written data before the stop")
+    before = _bucket_objects(target, signal) if in_bucket else []
     check.equal(platform_control.stop_component(ROLE_OF[signal]), "stopped", f"the {signal} store stops (flushes)")
-    flushed = sorted(set(_bucket_objects(target, signal)) - set(before))
-    check.true(bool(flushed), f"the graceful stop of the {signal} store wrote new objects to the bucket",
-               f"{len(before)} objects before, none new after")
-    print(f"{signal} store: graceful stop flushed {len(flushed)} objects to the "
-          f"{(target.object_storage or {}).get('type', '?')} bucket, e.g. {flushed[:3]}")
+    if in_bucket:
+        flushed = sorted(set(_bucket_objects(target, signal)) - set(before))
+        check.true(bool(flushed), f"the graceful stop of the {signal} store wrote new objects to the bucket",
+                   f"{len(before)} objects before, none new after")
+        print(f"{signal} store: graceful stop flushed {len(flushed)} objects to the "
+              f"{(target.object_storage or {}).get('type', '?')} bucket, e.g. {flushed[:3]}")
     removed = platform_control.remove_local_data(ROLE_OF[signal])
     check.true(bool(removed), f"the {signal} store's local data was removed", "nothing to remove")
     platform_control.start_component(ROLE_OF[signal])
-    got = check.visible(signal, read, lambda g: len(g) >= len(written),
-                        f"data served from the bucket after the {signal} store lost its local disk", timeout=120)
-    check.equal(got, written, f"{signal} read back from the bucket, exactly")
+    if in_bucket:
+        got = check.visible(signal, lambda: read(labels), lambda g: len(g) >= len(written),
+                            f"data served from the bucket after the {signal} store lost its local disk", timeout=120)
+    else:
+        # the store serves again: what is written now reads back, so an empty answer below is an answer
+        after_labels, after = write("after", int(time.time() * 1000))
+        check.visible(signal, lambda: read(after_labels), lambda g: len(g) >= len(after),
+                      f"the {signal} store serves after it lost its volume", timeout=120)
+        got = read(labels)
+        print(f"{signal} store: declared on its own volume; after the volume was removed {len(got)} of "
+              f"{len(written)} items written before it are served (declared: none)")
+    check.equal(disk_loss_violations(signal, in_bucket, written, got), [],
+                f"{signal}: what is served after the local disk was lost is what the target declares")
