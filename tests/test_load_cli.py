@@ -124,6 +124,49 @@ def test_bad_knobs_get_one_line_errors(tmp_path):
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+# -- pytest suites/load, as a user types it ------------------------------------------
+
+def _pytest_as_typed(*args: str, env: dict | None = None, timeout: float = 900):
+    """``python -m pytest ARGS`` from the checkout, no plugin named on the command line."""
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_pytest_suites_load_collects_as_typed():
+    r = _pytest_as_typed("suites/load", "--collect-only", "-q", timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "RecursionError" not in out, out[-3000:]
+    assert "6 tests collected" in out, out[-3000:]
+
+
+def test_a_suite_that_imports_locust_in_the_pytest_process_dies_at_collection(tmp_path):
+    """The broken stand-in for the check above: a suite file that imports locust where the
+    stackproof plugins (requests, so ssl) were imported first, as suites/load once did, fails
+    the same collection with the RecursionError wall."""
+    (tmp_path / "test_in_process_locust.py").write_text(
+        "from locust.env import Environment\n\n\ndef test_nothing():\n    assert Environment\n")
+    r = _pytest_as_typed(str(tmp_path / "test_in_process_locust.py"), "--collect-only", "-q", timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "RecursionError" in out, out[-3000:]
+
+
+def test_pytest_suites_load_runs_as_typed(tmp_path):
+    """A short real run of the load suite, typed as a user would: it provisions its own local
+    platform (a state root of its own), runs locust in processes of its own and passes."""
+    r = _pytest_as_typed("suites/load", "--no-skips", "--timeout=600", "-k",
+                         "(write_path and logs) or keeps_its_own or never_imported",
+                         env={"STACKPROOF_STATE": str(tmp_path / "state")})
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-4000:]
+    assert "3 passed" in out and "RecursionError" not in out, out[-4000:]
+
+
 # -- without a platform --------------------------------------------------------
 
 def test_workload_travels_as_json_and_refuses_unknown_knobs():

@@ -1,29 +1,37 @@
-"""Short, bounded load runs driven in-process through locust's Environment
-API: the objectives hold and nothing accepted under load is missing.
+"""Short, bounded load runs: the objectives hold and nothing accepted under
+load is missing.
 
-Run on its own (``pytest -p loadgen.gevent_first suites/load``): locust
-patches the process for gevent. Figures are printed, never asserted: the
-objectives here are the pass/fail line, generous on purpose, since a 2-core
-machine is shared; ``stackproof load --capacity`` is where capacity is found.
+Each run is headless locust in a process of its own, on a locustfile of
+``loadgen/locustfiles/``, exactly as ``stackproof load`` runs it
+(``harness.load``): locust patches its process for gevent, which must happen
+before anything imports ssl, so this pytest process never imports locust or
+gevent and ``pytest suites/load`` works as typed. The users leave their counts
+in files, locust its stats in CSV files; the tests read both, then ask the
+platform what it stored under the run's id.
+
+Figures are printed, never asserted: the objectives here are the pass/fail
+line, generous on purpose, since a 2-core machine is shared; ``stackproof load
+--capacity`` is where capacity is found.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 
-import gevent
 import pytest
-from locust.env import Environment
 
 from harness.clients import PromQLClient
-from harness.load import Objectives, completeness
+from harness.load import REPO, Objectives, RunPlan, completeness, run_once, step_with_check
 from harness.workload import Workload
-from loadgen import shapes, users
 
 pytestmark = pytest.mark.load
 
 SECONDS = 8
-OBJECTIVES = Objectives(p99_ms=5000, max_error_rate=0.0)
+# the throughput objective is capacity's (stackproof load): here a share of the offered rate is printed only
+OBJECTIVES = Objectives(p99_ms=5000, max_error_rate=0.0, min_throughput_ratio=0.0)
 
 WORKLOADS = {
     "metrics": dict(series=500, labels=3, cardinality=5, rate=5),
@@ -34,81 +42,89 @@ WORKLOADS = {
 }
 
 
-def run_env(user_classes, seconds: float, user_count: int) -> Environment:
-    # stop_timeout: at the end users finish the request under way, so every
-    # request sent is either answered and counted, or its user never sent it
-    env = Environment(user_classes=user_classes, stop_timeout=30)
-    runner = env.create_local_runner()
-    runner.start(user_count=user_count, spawn_rate=user_count)
-    gevent.sleep(seconds)  # bounded: the run stops by itself
-    runner.stop()
-    runner.quit()
-    return env
+def _run_id(test_id: str) -> str:
+    return test_id.replace("-", "_")
 
 
-def check_run(env: Environment, workload: Workload, tally: users.Tally, target, check, t0: float) -> None:
-    for name, entry in env.stats.entries.items():
-        check.true(entry.num_requests > 0, f"{name[1]}: the load run sent requests")
-        ratio = entry.num_failures / entry.num_requests
-        check.true(ratio <= OBJECTIVES.max_error_rate, f"{name[1]}: error ratio {ratio:.4f} within "
-                   f"{OBJECTIVES.max_error_rate}", str(env.stats.errors))
-        p99 = entry.get_response_time_percentile(0.99)
-        check.true(p99 <= OBJECTIVES.p99_ms, f"{name[1]}: p99 write latency {p99} ms within {OBJECTIVES.p99_ms} ms")
-    result = completeness(target, workload, tally.counts, t0, timeout=60)
-    for sig, c in result.items():
-        check.true(c["accepted"] > 0, f"{sig}: the platform accepted something")
-        check.equal(c["stored"], c["accepted"], f"{sig}: stored equals accepted (no silent loss, no duplicates)")
-        print(f"{sig}: {c['requests']} requests, {c['accepted']} accepted, {c['stored']} stored, "
-              f"visible after {c['visible_after_s']} s")
+def _exactly_stored(check, step: dict) -> None:
+    """Every signal of a run sent requests and the platform stored exactly what it accepted."""
+    for sig, s in step["signals"].items():
+        check.true(s["requests"] > 0, f"{sig}: the load run sent requests", str(s))
+        check.true(s["accepted"] > 0, f"{sig}: the platform accepted something", str(s))
+        check.equal(s["stored"], s["accepted"], f"{sig}: stored equals accepted (no silent loss, no duplicates)")
+        print(f"{sig}: {s['requests']} requests ({s['failures']} failed), {s['accepted']} accepted, "
+              f"{s['stored']} stored, visible after {s['visible_after_s']} s; p50 {s['p50_ms']:g} ms, "
+              f"p99 {s['p99_ms']:g} ms; {s['achieved_per_s']:,.0f} taken of {s['offered_per_s']:,.0f} offered/s")
 
 
 @pytest.mark.parametrize("signal", sorted(WORKLOADS))
-def test_write_path_holds_objectives_and_loses_nothing(target, test_id, check, signal):
-    workload = Workload(signal=signal, run_id=test_id.replace("-", "_"), **WORKLOADS[signal])
-    tally = users.Tally()
-    classes = users.user_classes(target, workload, tally)
-    t0 = time.time()
-    env = run_env(classes, SECONDS, user_count=4)
-    check_run(env, workload, tally, target, check, t0)
+def test_write_path_holds_objectives_and_loses_nothing(target, test_id, check, tmp_path, signal):
+    workload = Workload(signal=signal, run_id=_run_id(test_id), **WORKLOADS[signal])
+    notes: list[str] = []
+    step = step_with_check(target, workload, RunPlan(users=4, seconds=SECONDS), tmp_path, OBJECTIVES, notes.append)
+    print(f"locust: {step['files']['log']}")
+    check.equal(notes, [], "the run stopped by itself, within its time")
+    check.equal(step["broke"], [], f"the objectives hold (p99 within {OBJECTIVES.p99_ms:g} ms, no errors)")
+    _exactly_stored(check, step)
     if signal == "mixed":
         # churn replaced a quarter of each user's series every 2 s: more series exist than users hold at once
         q = f'count(count_over_time({{__name__="{workload.metric}"}}[10m]))'
         n = sum(int(r["value"][1]) for t in target.user_tenants for r in PromQLClient(target, t).query(q))
-        writers = env.runner.user_classes_count["RemoteWriteUser"]
-        check.true(n > workload.series * writers,
+        writers = step["signals"]["metrics"]["users"]
+        check.true(writers > 0 and n > workload.series * writers,
                    f"churn: {n} series written by {writers} users of {workload.series} series")
 
 
-def test_step_shape_runs_its_steps_and_stops_by_itself(target, test_id, check):
-    workload = Workload(signal="metrics", run_id=test_id.replace("-", "_"), series=100, rate=5)
-    tally = users.Tally()
-    shape = shapes.from_spec("step:1:1:3:3")  # 1, 2, then 3 users, 3 s each
-    seen: list[int] = []
-    t0 = time.time()
-    env = Environment(user_classes=users.user_classes(target, workload, tally), stop_timeout=30,
-                      shape_class=shape())
-    runner = env.create_local_runner()
-    runner.start_shape()
-    deadline = time.monotonic() + 40
-    while runner.shape_greenlet and not runner.shape_greenlet.dead and time.monotonic() < deadline:
-        seen.append(runner.user_count)
-        gevent.sleep(0.5)
-    stopped = runner.shape_greenlet is None or runner.shape_greenlet.dead
-    runner.stop()
-    runner.quit()
-    check.true(stopped, "the step shape ended the run by itself")
-    check.equal(sorted(set(seen) - {0}), [1, 2, 3], "users went through every step")
-    check_run(env, workload, tally, target, check, t0)
+def test_step_shape_runs_its_steps_and_stops_by_itself(target, test_id, check, tmp_path):
+    """1, 2, then 3 users, 3 s each (``step:1:1:3:3``): locust logs each step the shape sets
+    and its own stop; the run's time limit (60 s) is far beyond the shape's 12 s."""
+    workload = Workload(signal="metrics", run_id=_run_id(test_id), series=100, rate=5)
+    notes: list[str] = []
+    step = run_once(target, workload, RunPlan(users=0, seconds=60, shape="step:1:1:3:3"), tmp_path, notes.append)
+    log = open(step["files"]["log"], errors="replace").read()
+    check.equal(notes, [], "locust ended the run by itself (not stopped by the harness)")
+    check.true("Shape test stopping" in log, "the step shape ended the run by itself", log[-1500:])
+    steps = [int(line.split("Shape test updating to ")[1].split()[0]) for line in log.splitlines()
+             if "Shape test updating to " in line]
+    check.true(sorted(set(steps) - {0}) == [1, 2, 3], "users went through every step", f"{steps}: {log[-1500:]}")
+    result = completeness(target, workload, step["signals"], step["started"], timeout=60)
+    for sig, c in result.items():
+        step["signals"][sig].update(stored=c["stored"], visible_after_s=c["visible_after_s"])
+        check.equal(step["signals"][sig]["failures"], 0, f"{sig}: no request failed")
+    _exactly_stored(check, step)
+
+
+BUILD_TWICE = """\
+import locust  # first: it patches this process for gevent before anything imports ssl
+import json, sys
+from harness.target import Target
+from harness.workload import Workload
+from loadgen import users
+
+target = Target.load(sys.argv[1])
+mixed, logs = Workload(signal="mixed", metrics_weight=3, rate=2), Workload(signal="logs", rate=7)
+t_mixed, t_logs = users.Tally(), users.Tally()
+built = users.user_classes(target, mixed, t_mixed)
+users.user_classes(target, logs, t_logs)
+print(json.dumps({"first": [[c.__name__, c.weight, c.workload == mixed, c.tally is t_mixed] for c in built],
+                  "abstract": [users.RemoteWriteUser.abstract, users.LogsPushUser.abstract]}))
+"""
 
 
 def test_each_build_of_the_users_keeps_its_own_workload_and_counts(target, check):
-    """Classes are built per workload, never rewritten: two builds run side by side without touching each other."""
-    mixed, logs = Workload(signal="mixed", metrics_weight=3, rate=2), Workload(signal="logs", rate=7)
-    t_mixed, t_logs = users.Tally(), users.Tally()
-    built = users.user_classes(target, mixed, t_mixed)
-    users.user_classes(target, logs, t_logs)
-    check.equal([(c.__name__, c.weight, c.workload, c.tally is t_mixed) for c in built],
-                [("RemoteWriteUser", 3, mixed, True), ("LogsPushUser", 1, mixed, True)],
+    """Classes are built per workload, never rewritten: two builds run side by side without
+    touching each other. In a process of its own, as locust imports the users."""
+    r = subprocess.run([sys.executable, "-c", BUILD_TWICE, str(target.path)], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    check.true(r.returncode == 0, "the users module builds its classes", r.stderr[-2000:])
+    got = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {}
+    check.equal(got.get("first"), [["RemoteWriteUser", 3, True, True], ["LogsPushUser", 1, True, True]],
                 "the first build is untouched by the second")
-    check.true(users.RemoteWriteUser.abstract and users.LogsPushUser.abstract,
-               "the declared classes stay abstract: locust only runs built ones")
+    check.equal(got.get("abstract"), [True, True], "the declared classes stay abstract: locust only runs built ones")
+
+
+def test_this_process_never_imported_locust_or_gevent():
+    """What makes ``pytest suites/load`` work as typed: locust's gevent patch never happens here."""
+    assert not [m for m in sys.modules if m.split(".")[0] in ("locust", "gevent", "loadgen")], \
+        sorted(m for m in sys.modules if m.split(".")[0] in ("locust", "gevent", "loadgen"))
+    assert time.sleep.__module__ == "time", "time.sleep was patched: something imported gevent's monkey"
