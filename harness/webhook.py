@@ -11,6 +11,12 @@ Alertmanager webhook payload is answered 400 and counted.
     POST /hook/<tenant>                 an Alertmanager webhook (version 4 payload)
     GET  /notifications?tenant=&test=   what arrived (for ``test``: only its alerts)
     GET  /stats                         per tenant: received, bad bodies
+    GET  /hook-base                     where the Alertmanagers send (``hook_base``)
+
+A receiver the platform cannot reach on this machine (a cluster's pods) is fed
+from elsewhere by a subclass (``harness.providers.kube.webhook.ClusterReceiver``):
+it says where the Alertmanagers send (``hook_base``), and workers learn it from
+``/hook-base``.
 """
 
 from __future__ import annotations
@@ -66,6 +72,8 @@ class Receiver:
                     return self._send(200, receiver.notifications(q.get("tenant"), q.get("test")))
                 if url.path == "/stats":
                     return self._send(200, receiver.stats())
+                if url.path == "/hook-base":
+                    return self._send(200, {"hook_base": receiver.hook_base})
                 self._send(404, {"error": "GET /notifications or /stats"})
 
         self.server = ThreadingHTTPServer((host, port), Handler)
@@ -80,6 +88,11 @@ class Receiver:
     def url(self, tenant: str) -> str:
         """Where ``tenant``'s Alertmanager sends."""
         return f"{self.base_url}/hook/{tenant}"
+
+    @property
+    def hook_base(self) -> str:
+        """The base of :meth:`url`, as the platform reaches it: here, this server."""
+        return self.base_url
 
     def start(self) -> "Receiver":
         self._thread = threading.Thread(target=self.server.serve_forever, name="stackproof-webhook", daemon=True)
@@ -120,13 +133,22 @@ class Receiver:
 
 
 class ReceiverClient:
-    """A worker's view of the run's receiver."""
+    """A worker's view of the run's receiver; ``hook_base``: where the platform sends, when
+    not the receiver itself (see :meth:`hook_base_of`)."""
 
-    def __init__(self, base_url: str):
+    def __init__(self, base_url: str, hook_base: str | None = None):
         self.base_url = base_url.rstrip("/")
+        self.hook_base = (hook_base or self.base_url).rstrip("/")
+
+    @staticmethod
+    def hook_base_of(base_url: str) -> str:
+        """Where the Alertmanagers send, as the receiver at ``base_url`` says."""
+        r = requests.get(f"{base_url.rstrip('/')}/hook-base", timeout=10)
+        r.raise_for_status()
+        return r.json()["hook_base"]
 
     def url(self, tenant: str) -> str:
-        return f"{self.base_url}/hook/{tenant}"
+        return f"{self.hook_base}/hook/{tenant}"
 
     def notifications(self, tenant: str | None = None, test: str | None = None) -> list[dict]:
         params = {k: v for k, v in (("tenant", tenant), ("test", test)) if v}

@@ -40,15 +40,15 @@ import requests
 import yaml
 from kubernetes.client import ApiClient
 
-from harness.components import (COMPONENTS, GATEWAY, LOGS_STORE, METRICS_STORE, OBJECT_STORE, SENDER,
+from harness.components import (COMPONENTS, GATEWAY, LOGS_RULER, LOGS_STORE, METRICS_STORE, OBJECT_STORE, SENDER,
                                  PlatformContext, by_role)
 from harness.components.gateway import render_nginx_conf, render_token_maps
 from harness.components.kubeapiserver import VERSION as KUBE_VERSION
 from harness.components.kubeapiserver import LoopbackControlPlane, resolve_etcd, resolve_kube_apiserver
 from harness.errors import ComponentError, ConfigError, StackproofError
 from harness.ports import free_ports
-from harness.providers.kube import (HASH_ANNOTATION, OBJECT_STORAGE_SECRET, TENANTS_SECRET, TLS_SECRET, TOOLS_IMAGE,
-                                    ApiError, KubeApi, KubeDeployer, cluster_components, image_for,
+from harness.providers.kube import (CAPABILITIES, HASH_ANNOTATION, OBJECT_STORAGE_SECRET, TENANTS_SECRET, TLS_SECRET,
+                                    TOOLS_IMAGE, ApiError, KubeApi, KubeDeployer, cluster_components, image_for,
                                     is_dns1123_label, is_label_key, is_label_value, platform_images)
 from harness.providers.base import Provider as StackproofProvider
 from harness.releases import Catalog
@@ -203,8 +203,9 @@ def test_every_mounted_configmap_and_secret_exists_with_its_keys():
                 refs += 1
                 for item in ref.get("items", []):
                     assert item["key"] in data, f"{kind} {ref['name']} has no key {item['key']}"
-    # 3 config maps (VictoriaLogs has no config file), the token maps, the agent's token, TLS twice
-    assert refs == 7
+    # 3 config maps (VictoriaLogs has no config file), the token maps, the agent's token, TLS twice, and
+    # each tenant's log rule evaluator its kept rule files
+    assert refs == 7 + len(tenants())
     # the tenants' Secret is state for a later process: no pod mounts it
     assert TENANTS_SECRET not in json.dumps([spec for _, spec in pod_specs(manifests)])
     for _, spec in pod_specs(manifests):
@@ -242,6 +243,8 @@ def container_files(manifests, component: str) -> set[str]:
         sources = vol.get("projected", {}).get("sources", [])
         if "secret" in vol:
             sources = [{"secret": {"name": vol["secret"]["secretName"], **vol["secret"]}}]
+        if "configMap" in vol:
+            sources = [{"configMap": vol["configMap"]}]
         for src in sources:
             kind, ref = ("ConfigMap", src["configMap"]) if "configMap" in src else ("Secret", src["secret"])
             keys = [(i["key"], i["path"]) for i in ref["items"]] if "items" in ref else [
@@ -277,7 +280,9 @@ def test_every_file_a_config_names_is_mounted():
         assert named, name
         for path in named:
             if path.startswith(("/stackproof/config/", "/stackproof/tls/")):
-                assert path in container_files(manifests, name), (name, path)
+                files = container_files(manifests, name)  # a pattern ('-rule=<dir>/*.yml') matches one
+                assert path in files or ("*" in path and any(PurePosixPath(f).match(path) for f in files)), (
+                    name, path)
             else:  # data and logs: on a writable volume
                 assert any(path == r or path.startswith(r + "/") for r in writable), (name, path)
 
@@ -318,8 +323,9 @@ def test_images_are_the_releases_versions(release):
     manifests = deployer().manifests(release, tenants())
     images = {m["metadata"]["name"]: m["spec"]["template"]["spec"]["containers"][0]["image"]
               for m in manifests if m["kind"] == "StatefulSet"}
-    assert images == EXPECTED_IMAGES[release.name]
-    assert images == {c.name: image_for(c, release) for c in cluster_components()}
+    evaluators = {f"vmalert-{t.name}": f"victoriametrics/vmalert:{release.version('vmalert')}" for t in tenants()}
+    assert images == {**EXPECTED_IMAGES[release.name], **evaluators}
+    assert images == {c.name: image_for(c, release) for c in deployer().components(tenants())}
     inits = {c["image"] for _, spec in pod_specs(manifests) for c in spec.get("initContainers", [])}
     assert inits == {TOOLS_IMAGE} and re.fullmatch(r"busybox:\d+\.\d+\.\d+", TOOLS_IMAGE)
 
@@ -456,13 +462,13 @@ def component_words(source: str) -> set[str]:
 def test_the_deployer_names_no_component():
     """Image, program, ports, probe, user and volume are the components'; the
     deployer iterates the catalog and finds the gateway by its role."""
-    assert [c.name for c in cluster_components()] == ["cortex", "victorialogs", "gateway", "prometheus"]
-    assert set(EXPECTED_PODS) == {c.name for c in cluster_components()}
-    assert [c.role for c in cluster_components()] == [METRICS_STORE, LOGS_STORE, GATEWAY, SENDER]
-    # every component has a shape but the log rule evaluator (no 'log-alerting' on a cluster yet) and the
-    # Collector (it tails files of this machine: no 'otel-collector' on a cluster yet); the object
-    # store runs only when no cloud bucket is given
-    assert [c.name for c in COMPONENTS if c.cluster is None] == ["vmalert", "otelcol"]
+    assert [c.name for c in cluster_components()] == ["cortex", "victorialogs", "vmalert", "gateway", "prometheus"]
+    assert set(EXPECTED_PODS) | {"vmalert"} == {c.name for c in cluster_components()}
+    assert [c.role for c in cluster_components()] == [METRICS_STORE, LOGS_STORE, LOGS_RULER, GATEWAY, SENDER]
+    # every component has a shape but the Collector (it tails files of this machine: no
+    # 'otel-collector' on a cluster yet); the object store runs only when no cloud bucket is given;
+    # the log rule evaluator once per tenant, so not before the tenants are known
+    assert [c.name for c in COMPONENTS if c.cluster is None] == ["otelcol"]
     assert [c.role for c in deployer(None).components()] == [OBJECT_STORE, METRICS_STORE, LOGS_STORE, GATEWAY,
                                                               SENDER]
     for path in sorted(Path("harness/providers/kube").glob("*.py")):
@@ -535,7 +541,7 @@ def test_upgrade_2026_10_to_2026_11_changes_exactly_what_it_should():
             new[("StatefulSet", "victorialogs")]["spec"]["template"]["spec"]["containers"][0]["image"]) == (
         "victoriametrics/victoria-logs:v1.24.0-victorialogs", "victoriametrics/victoria-logs:v1.52.2")
     # what must never change between releases: the StatefulSets' immutable fields
-    for c in cluster_components():
+    for c in d.components(ts):
         o, n = old[("StatefulSet", c.name)]["spec"], new[("StatefulSet", c.name)]["spec"]
         for field in ("selector", "serviceName", "volumeClaimTemplates", "podManagementPolicy"):
             assert o.get(field) == n.get(field)
@@ -544,12 +550,13 @@ def test_upgrade_2026_10_to_2026_11_changes_exactly_what_it_should():
 def test_apply_and_upgrade_order_is_the_local_providers():
     """Object store (without a cloud bucket), stores, then the gateway, then the agent."""
     shaped = [c.name for c in COMPONENTS if c.cluster is not None]
-    assert [c.name for c in deployer(None).components()] == shaped
+    assert list(dict.fromkeys(c.template_name for c in deployer(None).components(tenants()))) == shaped
     assert [c.name for c in cluster_components()] == [n for n in shaped if by_role(OBJECT_STORE).name != n]
+    evaluators = [f"vmalert-{t.name}" for t in tenants()]  # one per tenant, after the logs store
     sts = [m["metadata"]["name"] for m in deployer().manifests(NEW, tenants()) if m["kind"] == "StatefulSet"]
-    assert sts == ["cortex", "victorialogs", "gateway", "prometheus"]
+    assert sts == ["cortex", "victorialogs", *evaluators, "gateway", "prometheus"]
     sts = [m["metadata"]["name"] for m in deployer(None).manifests(NEW, tenants()) if m["kind"] == "StatefulSet"]
-    assert sts == ["s3", "cortex", "victorialogs", "gateway", "prometheus"]
+    assert sts == ["s3", "cortex", "victorialogs", *evaluators, "gateway", "prometheus"]
 
 
 def test_a_changed_file_a_pod_reads_rolls_exactly_that_pod():
@@ -611,7 +618,9 @@ def test_s3_configs_parse_listen_everywhere_and_point_at_the_bucket(release):
     nginx = cfg["gateway"]["nginx.conf"]
     assert re.findall(r"^    upstream .*$", nginx, re.M) == [
         "    upstream cortex { server cortex.stackproof.svc:9009; keepalive 32; }",
-        "    upstream victorialogs { server victorialogs.stackproof.svc:9428; keepalive 32; }"]
+        "    upstream victorialogs { server victorialogs.stackproof.svc:9428; keepalive 32; }",
+        *(f"    upstream vmalert-{t.name} {{ server vmalert-{t.name}.stackproof.svc:8880; keepalive 32; }}"
+          for t in tenants())]
     assert "listen 0.0.0.0:443 ssl;" in nginx and "listen 0.0.0.0:8080;" in nginx
     assert not re.search(r"^user ", nginx, re.M) and "~^Bearer" not in nginx
     # the maps are included at the http level, before any server
@@ -992,7 +1001,7 @@ def test_deploy_applies_server_side_for_real_and_is_idempotent(control_plane, tm
     with StandIn(kc, "sp-deploy"):
         target = d.deploy(NEW, timeout=60)
     assert target.gateway_url == "https://lb.stackproof.test" and target.provider == "aws"
-    assert target.capabilities == ["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp", "alerting"]
+    assert target.capabilities == CAPABILITIES  # pinned in tests/test_cluster_capabilities.py
     assert target.release == NEW.name
     assert [(t.name, t.role, t.account_id) for t in target.tenants] == [
         ("tenant-a", "user", 1), ("tenant-b", "user", 2), ("tenant-limited", "limited", 3),
@@ -1138,7 +1147,7 @@ def test_gateway_service_is_a_load_balancer_by_default_or_a_node_port():
     # the in-cluster S3 server at a node port too (the durability suite lists its bucket); the rest inside
     assert np[("Service", "s3")]["spec"]["type"] == "NodePort"
     assert {n for (k, n), m in np.items() if k == "Service" and m["spec"]["type"] == "ClusterIP"} == {
-        "cortex", "victorialogs", "prometheus"}
+        "cortex", "victorialogs", "prometheus", *(f"vmalert-{t.name}" for t in tenants())}
     assert by_key(deployer(None).manifests(NEW, tenants()))[("Service", "s3")]["spec"]["type"] == "ClusterIP"
     # the address clients use goes into the certificate
     d.lb_host, d.gateway_port = "10.9.8.7", 31443
@@ -1149,7 +1158,8 @@ def test_gateway_service_is_a_load_balancer_by_default_or_a_node_port():
 def test_image_map_is_applied_to_every_container_and_init_container(storage):
     d = deployer(storage, images=IMAGE_MAP)
     containers = containers_of(d.manifests(NEW, tenants()))
-    assert len(containers) == (7 if storage is None else 5)  # every container and init container
+    # every container and init container (a log rule evaluator per tenant)
+    assert len(containers) == (7 if storage is None else 5) + len(tenants())
     for c in containers:
         assert c["image"].startswith("localhost/stackproof/"), c["name"]
         assert c["image"] in IMAGE_MAP.values() and c["imagePullPolicy"] == "IfNotPresent"
@@ -1293,7 +1303,8 @@ def test_storage_class_goes_on_every_volume_claim():
 def test_the_target_declares_restart_for_every_deployer_provider():
     """aws, gcp and kube all take their target from the deployer: 'restart' is in it."""
     from harness.providers.kube import CAPABILITIES
-    assert CAPABILITIES == ["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp", "alerting"]
+    assert CAPABILITIES == ["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp", "alerting",
+                            "log-alerting", "alerting-webhook"]
     for module, cls in (("harness.providers.aws", "AWSProvider"), ("harness.providers.gcp", "GCPProvider"),
                         ("harness.providers.kubecluster", "KubeProvider")):
         provider = getattr(__import__(module, fromlist=[cls]), cls)
@@ -1301,12 +1312,11 @@ def test_the_target_declares_restart_for_every_deployer_provider():
             assert getattr(provider, verb) is not getattr(StackproofProvider, verb), (cls, verb)
 
 
-def test_only_local_kube_targets_have_a_webhook_receiver_the_pods_reach(tmp_path):
-    """A cluster stackproof did not make gives no way from its pods to this machine:
-    ``--provider kube`` never claims 'alerting-webhook'. The local cluster's node lets
-    pods reach the host's end of its veth: local-kube's target claims it, there, and its
-    target file says so."""
-    from harness.cluster.node import HOST_IP
+def test_every_cluster_target_has_its_webhook_receiver_in_its_namespace(tmp_path):
+    """No cluster's pods can be assumed to reach this machine: every cluster provider's
+    target (kube, local-kube alike) has 'alerting-webhook' from a receiver in the
+    platform's namespace, which the provider brings (``webhook_receiver``); none names a
+    host address for it. (tests/test_cluster_webhook.py runs the receiver.)"""
     from harness.providers.common import declared_alerting
     from harness.providers.kube import CAPABILITIES
     from harness.providers.kubecluster import KubeProvider
@@ -1317,15 +1327,14 @@ def test_only_local_kube_targets_have_a_webhook_receiver_the_pods_reach(tmp_path
                       capabilities=list(CAPABILITIES), alerting=declared_alerting())
 
     kube = KubeProvider("lab", kubeconfig=tmp_path / "kubeconfig", state_dir=tmp_path / "kube")
-    target = kube._save_target(deployers_target(), NEW)
-    assert not target.has("alerting-webhook") and target.alerting.webhook_host == "127.0.0.1"
     local = LocalKubeProvider("lab", state_dir=tmp_path / "local-kube")
-    target = local._save_target(deployers_target(), NEW)
-    assert target.capabilities == [*CAPABILITIES, "alerting-webhook"]
-    assert target.alerting.webhook_host == HOST_IP
-    again = Target.load(local.target_file)
-    assert again.has("alerting-webhook") and again.alerting.webhook_host == HOST_IP
-    assert not again.has("log-alerting")  # vmalert has no cluster shape yet
+    for provider in (kube, local):
+        provider._save_target(deployers_target(), NEW)
+        again = Target.load(provider.target_file)
+        assert again.capabilities == CAPABILITIES and again.has("alerting-webhook")
+        assert again.alerting.webhook_host == "127.0.0.1"  # no receiver on this machine: it is not used
+        assert again.has("log-alerting")  # vmalert per tenant, its rule files kept by the provider
+        assert callable(provider.webhook_receiver)
 
 
 def cli(argv: list[str]) -> int:

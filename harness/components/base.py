@@ -6,6 +6,7 @@ component from what it declares and names none."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,6 +202,9 @@ class Component:
         inst._template = self.name
         inst.name = f"{self.name}-{tenant.name}"
         inst.port_names = (inst.name,)
+        if self.cluster is not None:  # its container port is its own platform port, as its process's is
+            inst.cluster = dataclasses.replace(self.cluster, ports=tuple(
+                dataclasses.replace(p, key=inst.name) if p.key == self.name else p for p in self.cluster.ports))
         return inst
 
     def enabled(self, storage: dict) -> bool:
@@ -254,6 +258,14 @@ class Component:
     def cluster_secrets(self, tenants: list[Tenant]) -> dict[str, dict[str, str]]:
         """The Secrets its shape names: Secret name -> {key: text}."""
         return {}
+
+    def cluster_kept(self, ctx: PlatformContext) -> tuple[Path, dict[str, str]] | None:
+        """A directory of files the provider keeps while the platform runs (the logs rule
+        evaluator's rule files, which have no API of their own): where the container reads
+        them, and the files it starts with. In a cluster a ConfigMap of their own, made once
+        and never rewritten by a deploy or an upgrade, so that what a tenant set survives both.
+        None: the component has no such files."""
+        return None
 
 
 class StoreAPI:

@@ -31,6 +31,13 @@ instance. Why each flag is set:
   Cortex within a second or two.
 - ``-remoteWrite.disablePathAppend``: vmalert appends ``/api/v1/write`` (the
   VictoriaMetrics path) otherwise; Cortex takes remote write at ``/api/v1/push``.
+
+In a cluster: the official image ``victoriametrics/vmalert`` (program
+``/vmalert-prod``, run as root), one StatefulSet and Service per tenant
+(``vmalert-<tenant>``), each with the same flags as the process. Its rule files
+are a ConfigMap of their own (:meth:`VMAlert.cluster_kept`), mounted where the
+process reads them: the provider keeps them (vmalert has no write API), checks
+each with ``-dryRun`` first, and a deploy or an upgrade never rewrites them.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from pathlib import Path
 import yaml
 
 from ..binaries import BinarySpec, GoRecipe
-from .base import LOGS_RULER, Component, PlatformContext, Route, StoreAPI, http_ready
+from .base import LOGS_RULER, ClusterPort, ClusterShape, Component, PlatformContext, Route, StoreAPI, http_ready
 
 SPEC = BinarySpec(
     name="vmalert",
@@ -64,6 +71,8 @@ FORBIDDEN_GROUP_KEYS = ("headers", "notifier_headers", "params", "tenant")
 
 
 BASE_RULES = "stackproof"  # the empty file every instance has, so that '-rule' matches one
+BASE_RULES_TEXT = "groups: []\n"
+CLUSTER_PORT = 8880  # upstream's default listen port
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 
 
@@ -140,7 +149,7 @@ class VMAlert(StoreAPI, Component):
         # vmalert refuses to start when '-rule' matches no file
         base = d / f"{BASE_RULES}.yml"
         if not base.exists():
-            base.write_text("groups: []\n")
+            base.write_text(BASE_RULES_TEXT)
 
     def flags(self, ctx: PlatformContext) -> list[str]:
         t = self.tenant
@@ -174,3 +183,11 @@ class VMAlert(StoreAPI, Component):
 
     def scrape_port(self) -> str | None:
         return None
+
+    cluster = ClusterShape(
+        image="victoriametrics/vmalert", tag="{version}", binary="/vmalert-prod",
+        ports=(ClusterPort("http", CLUSTER_PORT, "vmalert"),), probe=(f"{PATH_PREFIX}/health", "http"))
+
+    def cluster_kept(self, ctx: PlatformContext) -> tuple[Path, dict[str, str]] | None:
+        # the rule files, where '-rule' looks; the base file, so that vmalert starts with none of a tenant's
+        return self.rules_dir(ctx), {f"{BASE_RULES}.yml": BASE_RULES_TEXT}

@@ -1304,9 +1304,10 @@ class AWSProvider(Provider):
                    for store in BUCKET_STORES}
         return {"type": "s3", "bucket": buckets[BUCKET_STORES[0]], "buckets": buckets, "region": self.region}
 
-    def _make_deployer(self, where: str):
+    def _make_deployer(self, where: str, namespace: str | None = None):
         """The Kubernetes deployer for this cluster (a fresh token each time); errors are
-        one line prefixed with ``where`` (the step)."""
+        one line prefixed with ``where`` (the step). ``namespace``: a sibling platform's
+        (:meth:`sibling`), with its own S3 server in the cluster rather than the run's buckets."""
         factory = self.deployer_factory
         if factory is None:
             try:
@@ -1317,6 +1318,8 @@ class AWSProvider(Provider):
             factory = KubeDeployer
         kubeconfig = self.kubeconfig()
         try:
+            if namespace is not None:
+                return factory(kubeconfig, namespace, None, self.labels())
             return factory(kubeconfig, self.names.namespace, self.storage(), self.labels())
         except StackproofError as exc:
             raise _rewrap(exc, where, kubeconfig) from None
@@ -1381,6 +1384,37 @@ class AWSProvider(Provider):
 
     def remove_local_data(self, role: str) -> list[str]:
         return self._make_deployer(f"aws: remove the {role}'s volume").remove_local_data(role)
+
+    @property
+    def deployer(self):
+        """The platform's deployer, with a fresh token (what :mod:`fixtures.liveness` asks)."""
+        return self._make_deployer("aws: the platform's deployer")
+
+    def sibling(self, platform: str):
+        """A platform of its own in namespace ``platform`` of this run's EKS cluster, with its
+        own S3 server (:class:`~harness.providers.kube.sibling.SiblingPlatform`); its destroy
+        deletes that namespace only."""
+        from .kube.sibling import SiblingPlatform
+
+        return SiblingPlatform(platform, lambda ns: self._make_deployer(f"aws: platform {ns}", namespace=ns), "aws",
+                               timeout=int(self.cloud.timeouts["deploy"]))
+
+    def webhook_receiver(self):
+        """The run's webhook receiver (capability 'alerting-webhook'): in the platform's
+        namespace, read through the API with a fresh token each time."""
+        from .kube.webhook import ClusterReceiver
+
+        return ClusterReceiver(lambda: self._make_deployer("aws: the webhook receiver"))
+
+    # -- log rule files (capability 'log-alerting'): the deployer keeps them in the cluster --
+    def set_log_rules(self, tenant: str, namespace: str, text: str) -> None:
+        self._make_deployer(f"aws: set log rules of {tenant}").set_log_rules(tenant, namespace, text)
+
+    def log_rules(self, tenant: str) -> dict[str, str]:
+        return self._make_deployer(f"aws: read log rules of {tenant}").log_rules(tenant)
+
+    def delete_log_rules(self, tenant: str, namespace: str) -> None:
+        self._make_deployer(f"aws: delete log rules of {tenant}").delete_log_rules(tenant, namespace)
 
     # -- destroy, status, artifacts ------------------------------------------------
     def _delete_namespace(self) -> None:

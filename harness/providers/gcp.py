@@ -803,6 +803,43 @@ class GCPProvider(Provider):
     def remove_local_data(self, role: str) -> list[str]:
         return self._make_deployer().remove_local_data(role)
 
+    @property
+    def deployer(self):
+        """The platform's deployer (what :mod:`fixtures.liveness` asks)."""
+        return self._make_deployer()
+
+    def sibling(self, platform: str):
+        """A platform of its own in namespace ``platform`` of this run's GKE cluster, with its
+        own S3 server (:class:`~harness.providers.kube.sibling.SiblingPlatform`); its destroy
+        deletes that namespace only."""
+        from .kube.sibling import SiblingPlatform
+
+        def deployer_of(namespace: str):
+            factory = self.deployer_factory
+            if factory is None:
+                from .kube import KubeDeployer
+                factory = KubeDeployer
+            return factory(kubeconfig=self.kubeconfig(), namespace=namespace, storage=None, labels=self.labels)
+
+        return SiblingPlatform(platform, deployer_of, "gcp", timeout=self.timeouts["deploy"])
+
+    def webhook_receiver(self):
+        """The run's webhook receiver (capability 'alerting-webhook'): in the platform's
+        namespace, read through the API (the deployer made anew when its token changed)."""
+        from .kube.webhook import ClusterReceiver
+
+        return ClusterReceiver(self._make_deployer)
+
+    # -- log rule files (capability 'log-alerting'): the deployer keeps them in the cluster --
+    def set_log_rules(self, tenant: str, namespace: str, text: str) -> None:
+        self._make_deployer().set_log_rules(tenant, namespace, text)
+
+    def log_rules(self, tenant: str) -> dict[str, str]:
+        return self._make_deployer().log_rules(tenant)
+
+    def delete_log_rules(self, tenant: str, namespace: str) -> None:
+        self._make_deployer().delete_log_rules(tenant, namespace)
+
     def _save_target(self, target: Target, release: Release) -> Target:
         target.provider = "gcp"
         target.release = release.name

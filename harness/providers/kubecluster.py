@@ -247,3 +247,20 @@ class KubeProvider(Provider):
 
     def remove_local_data(self, role: str) -> list[str]:
         return self.deployer.remove_local_data(role)
+
+    def webhook_receiver(self):
+        """The run's webhook receiver (capability 'alerting-webhook'): in the platform's
+        namespace, read through the API (:class:`~harness.providers.kube.webhook.ClusterReceiver`)."""
+        from .kube.webhook import ClusterReceiver
+
+        return ClusterReceiver(lambda: self.deployer)
+
+    # -- log rule files (capability 'log-alerting'): the deployer keeps them in the cluster ------
+    def set_log_rules(self, tenant: str, namespace: str, text: str) -> None:
+        self.deployer.set_log_rules(tenant, namespace, text)
+
+    def log_rules(self, tenant: str) -> dict[str, str]:
+        return self.deployer.log_rules(tenant)
+
+    def delete_log_rules(self, tenant: str, namespace: str) -> None:
+        self.deployer.delete_log_rules(tenant, namespace)

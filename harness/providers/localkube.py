@@ -8,10 +8,10 @@ What it fits to the deployer: the images the harness builds from the binaries
 it builds (:mod:`harness.images`), imported into the node's containerd and
 named by an image map; the cluster's own storage class (local volumes on this
 disk); the gateway as a NodePort Service on the node's address; the
-platform's own S3 server as a pod, with a bucket per store. And what its
-target can do beyond any cluster's: 'alerting-webhook', a receiver on this
-machine at the host's end of the node's veth, which the node's guard lets the
-pods reach (:mod:`harness.cluster.node`).
+platform's own S3 server as a pod, with a bucket per store. Its target can do
+what any cluster's can, no more: its webhook receiver is the kube provider's,
+in the platform's namespace (:mod:`harness.providers.kube.webhook`), so that a
+run here proves the path EKS, GKE and any kubeconfig's cluster take.
 
 State: ``$STACKPROOF_STATE/local-kube-<platform>/`` holds the kube provider's
 ``state.json`` and ``target.yaml`` and the cluster under ``cluster/``
@@ -21,14 +21,13 @@ end of a pytest run) stops the cluster and leaves the host as it found it.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 from typing import Callable
 
 from .. import images, say
 from ..cluster.cluster import STORAGE_CLASS, LocalCluster
-from ..cluster.node import HOST_IP, NODE_IP
+from ..cluster.node import NODE_IP
 from ..releases import Release
 from ..target import Target
 from .base import SwapHook
@@ -81,14 +80,6 @@ class LocalKubeProvider(KubeProvider):
     def upgrade(self, release: Release, on_swap: SwapHook | None = None) -> Target:
         self._use_images(release)
         return super().upgrade(release, on_swap)
-
-    def _save_target(self, target: Target, release: Release) -> Target:
-        """The deployer's target, and a webhook receiver the pods reach: on the host's end
-        of the node's veth (the one host address the node's guard lets a pod's TCP reach)."""
-        target.alerting = dataclasses.replace(target.alerting, webhook_host=HOST_IP)
-        if "alerting-webhook" not in target.capabilities:
-            target.capabilities.append("alerting-webhook")
-        return super()._save_target(target, release)
 
     def destroy(self) -> dict[str, str]:
         """Stop the cluster (the namespace goes with it) and put the host back."""

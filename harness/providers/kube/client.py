@@ -209,6 +209,17 @@ class KubeApi:
                                f"{str(exc).split(': ', 1)[-1]}", exc.status) from None
             raise
 
+    def merge_patch(self, api_version: str, kind: str, name: str, namespace: str | None, patch: dict) -> dict:
+        """A JSON merge patch (RFC 7386) of one object: the keys given are set, a null removes one."""
+        try:
+            return self.json("PATCH", self.path(api_version, kind, name, namespace), body=patch,
+                             content_type="application/merge-patch+json")[1]
+        except ApiError as exc:
+            if exc.status:
+                raise ApiError(f"patching {kind} {namespace + '/' if namespace else ''}{name} failed: "
+                               f"{str(exc).split(': ', 1)[-1]}", exc.status) from None
+            raise
+
     def list(self, path: str, selector: str | None = None) -> list[dict]:
         status, obj = self.json("GET", path, query={"labelSelector": selector} if selector else None, allow=(404,))
         return [] if status == 404 else obj.get("items", [])

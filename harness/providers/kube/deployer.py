@@ -19,9 +19,11 @@ in a message, a log line or an artifact.
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import json
 import secrets
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -29,21 +31,25 @@ from typing import Callable
 from ... import say
 from ...errors import ComponentError, StackproofError, one_line
 from ...releases import Release
-from ...components import LOGS_STORE, ROLES, SIGNAL_ROLES, Component, by_role
+from ...binaries import BinaryResolver
+from ...components import LOGS_RULER, LOGS_STORE, ROLES, SIGNAL_ROLES, Component, by_role
+from ...components.vmalert import BASE_RULES, check_groups, check_namespace, vmalert_dry_run
 from ...target import DEFAULT_LIMITS, Target, Tenant, logs_fields
 from ..base import READY, STARTING, STOPPING, SwapHook
 from ..common import declared_alerting, declared_durability, declared_otlp, new_tenants, state_root
 from .client import ApiError, KubeApi
-from .manifests import (OBJECT_STORAGE_SECRET, PART_OF, TENANTS_SECRET, TLS_SECRET, PlatformManifests, version_of)
+from .manifests import (KEPT_SUFFIX, OBJECT_STORAGE_SECRET, PART_OF, TENANTS_SECRET, TLS_SECRET, PlatformManifests,
+                        version_of)
 from .pki import GatewayPKI
 
 # what a target made by this deployer can do: both signals, live tail through the gateway, the platform's own
-# agent as a real sender, and single components stopped, killed and started by the provider
-# the metrics store's ruler and Alertmanager run in the cluster as they do locally; the log rule
-# evaluator (vmalert) has no cluster shape yet, and no receiver on the harness's machine is known
-# to be reachable from a cluster's pods: no 'log-alerting', no 'alerting-webhook' (the local-kube
-# provider adds the latter: its node lets pods reach the host's end of its veth)
-CAPABILITIES = ["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp", "alerting"]
+# agent as a real sender, and single components stopped, killed and started by the provider; the
+# metrics store's ruler and Alertmanager, and the log rule evaluator (vmalert) per tenant with its
+# rule files kept by the provider, as they run locally; and a webhook receiver the Alertmanager
+# reaches on any cluster: in the namespace, read through the API (.webhook; tests/test_cluster_capabilities.py
+# pins the list)
+CAPABILITIES = ["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp", "alerting", "log-alerting",
+                "alerting-webhook"]
 
 
 def _subset(live, wanted) -> bool:
@@ -263,6 +269,7 @@ class KubeDeployer(PlatformManifests):
         reads_tls = [c.name for c in components if c.cluster.tls]
         first = self.object_store
         self._apply(groups["namespace"])
+        self._ensure_kept(groups["kept"])
         if first is not None:
             self._apply(groups[first.name])
             secs = self.wait_rollout(first.name, max(1.0, deadline - time.monotonic()))
@@ -278,6 +285,13 @@ class KubeDeployer(PlatformManifests):
             secs = self.wait_rollout(c.name, max(1.0, deadline - time.monotonic()))
             self.say(f"{c.name} rolled out ({self._image_of(c, release)}) after {secs:.1f}s more")
         return self._target(release)
+
+    def _ensure_kept(self, kept: list[dict]) -> None:
+        """Make each ConfigMap of kept files (render's group 'kept') that is not there yet;
+        one that is, is the provider's and stays as it is."""
+        for cm in kept:
+            if self.api.get("v1", "ConfigMap", cm["metadata"]["name"], self.namespace) is None:
+                self.api.apply(cm)
 
     def _image_of(self, c: Component, release: Release) -> str:
         """The image ``c`` runs for ``release``, after the image map."""
@@ -297,6 +311,7 @@ class KubeDeployer(PlatformManifests):
             max(1.0, min(60.0, deadline - time.monotonic())))
         groups = self.render(release, self.tenants)
         self._apply(groups["namespace"] + groups["tls"])
+        self._ensure_kept(groups["kept"])  # a component new in this release starts with its own
         for c in self.components():
             new_sts = groups[c.name][-1]
             live = self.api.get("apps/v1", "StatefulSet", c.name, self.namespace)
@@ -359,15 +374,22 @@ class KubeDeployer(PlatformManifests):
                 "buckets": ",".join(getattr(store, "buckets", tuple)()), **named}
 
     # -- single components, on the same data (capability 'restart') ---------------
-    def component(self, role: str) -> Component:
-        """The component of ``role`` that runs in the cluster, or a one-line error."""
+    def of_role(self, role: str) -> list[Component]:
+        """What runs in the cluster for ``role``: one component, or one instance per tenant
+        (the logs rule evaluator), acted on together as the local provider does; or a
+        one-line error."""
         if role not in ROLES:
             raise StackproofError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-        for c in self.components():
-            if c.role == role:
-                return c
-        raise StackproofError(f"no component with the role {role!r} runs in namespace {self.namespace} "
-                              f"(roles there: {', '.join(c.role for c in self.components())})")
+        self._read_state()  # the tenants: a per-tenant component's instances
+        found = [c for c in self.components() if c.role == role]
+        if not found:
+            raise StackproofError(f"no component with the role {role!r} runs in namespace {self.namespace} "
+                                  f"(roles there: {', '.join(dict.fromkeys(c.role for c in self.components()))})")
+        return found
+
+    def component(self, role: str) -> Component:
+        """The (first) component of ``role`` that runs in the cluster, or a one-line error."""
+        return self.of_role(role)[0]
 
     def _pods(self, c: Component) -> list[dict]:
         return self.api.list(f"/api/v1/namespaces/{self.namespace}/pods",
@@ -385,11 +407,13 @@ class KubeDeployer(PlatformManifests):
                     {})
 
     def stop_component(self, role: str) -> str:
-        """Scale the component's StatefulSet to 0 and wait until its pod is gone: the
-        kubelet sends the stop signal and waits the grace period (the component's stop
-        timeout and a margin) before a SIGKILL. "stopped", or "killed" when its
-        container was seen to end by SIGKILL (exit code 137)."""
-        c = self.component(role)
+        """Scale the StatefulSet of each of the role's components to 0 and wait until its pod
+        is gone: the kubelet sends the stop signal and waits the grace period (the
+        component's stop timeout and a margin) before a SIGKILL. For each, "stopped", or
+        "killed" when its container was seen to end by SIGKILL (exit code 137)."""
+        return ", ".join(self._stop(c, role) for c in self.of_role(role))
+
+    def _stop(self, c: Component, role: str) -> str:
         self._live_statefulset(c)
         self.api.scale("apps/v1", "StatefulSet", c.name, self.namespace, 0)
         timeout = c.stop_timeout + 15 + 60  # the grace period, and time for the kubelet to see the change
@@ -411,9 +435,12 @@ class KubeDeployer(PlatformManifests):
         return "killed" if seen_kill else "stopped"
 
     def start_component(self, role: str, timeout: float | None = None) -> float:
-        """Scale the component's StatefulSet to 1 (a no-op after a kill, whose pod the
-        kubelet restarts) and wait until it is rolled out and its pod ready; seconds until then."""
-        c = self.component(role)
+        """Scale the StatefulSet of each of the role's components to 1 (a no-op after a kill,
+        whose pod the kubelet restarts) and wait until it is rolled out and its pod ready;
+        seconds until then (summed over the role's components, as the local provider's)."""
+        return sum(self._start(c, role, timeout) for c in self.of_role(role))
+
+    def _start(self, c: Component, role: str, timeout: float | None) -> float:
         sts = self._live_statefulset(c)
         t0 = time.monotonic()
         if (sts.get("spec") or {}).get("replicas", 1) != 1:
@@ -443,8 +470,12 @@ class KubeDeployer(PlatformManifests):
         """SIGKILL the component's process (a crash: no flush, no goodbye), from a
         short-lived privileged pod in the host's PID namespace on the component's node
         (:meth:`kill_pod`); returns once the kubelet restarted the container (its
-        restart count went up). The helper pod is deleted afterwards."""
-        c = self.component(role)
+        restart count went up). The helper pod is deleted afterwards. Every component
+        of the role (each tenant's instance of a per-tenant one), one after another."""
+        for c in self.of_role(role):
+            self._kill(c, role, timeout)
+
+    def _kill(self, c: Component, role: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         pods = [p for p in self._pods(c) if not p["metadata"].get("deletionTimestamp")]
         running = [p for p in pods if (self._container_status(p, c.name).get("state") or {}).get("running")]
@@ -519,7 +550,9 @@ class KubeDeployer(PlatformManifests):
         """Delete a stopped component's volume (its PersistentVolumeClaims; the storage
         class's reclaim policy decides what becomes of the disk) and wait until they are
         gone, so that its next start gets a fresh, empty one. What was removed."""
-        c = self.component(role)
+        return [r for c in self.of_role(role) for r in self._remove_data(c, role, timeout)]
+
+    def _remove_data(self, c: Component, role: str, timeout: float) -> list[str]:
         sts = self._live_statefulset(c)
         if (sts.get("spec") or {}).get("replicas", 1) != 0 or self._pods(c):
             raise StackproofError(f"{c.name} ({role}) is running; stop it before removing its local data")
@@ -541,10 +574,120 @@ class KubeDeployer(PlatformManifests):
             self.say(f"{c.name}: removed {', '.join(removed)}")
         return removed
 
+    # -- log rule files (capability 'log-alerting'): the kept files of a tenant's evaluator ------
+    # The evaluator (vmalert) has no write API: each tenant's instance reads its rule files
+    # from a ConfigMap of its own (its kept files). A file is checked first by the release's
+    # own vmalert ('-dryRun', as the local provider does), then patched into the ConfigMap;
+    # the instance's pod is annotated with the files' digest, which makes the kubelet sync
+    # its volumes now rather than at its next periodic sync (about a minute), and vmalert
+    # reads the changed files at its next config check (every second). set and delete return
+    # once the evaluator reports the namespace's groups as the file has them.
+    rules_checker: Path | None = None  # a vmalert binary for '-dryRun' (default: the release's, built or cached)
+    rules_wait_s = 120.0
+
+    def _evaluator(self, tenant: str) -> Component:
+        self._read_state()
+        inst = next((c for c in self.components() if c.role == LOGS_RULER and c.tenant and c.tenant.name == tenant),
+                    None)
+        if inst is None:
+            raise StackproofError(f"the platform in namespace {self.namespace} has no tenant {tenant!r} with a log "
+                                  "rule evaluator")
+        return inst
+
+    def _kept_files(self, c: Component) -> dict[str, str]:
+        cm = self.api.get("v1", "ConfigMap", f"{c.name}{KEPT_SUFFIX}", self.namespace)
+        if cm is None:
+            raise StackproofError(f"no ConfigMap {self.namespace}/{c.name}{KEPT_SUFFIX} (the rule files of "
+                                  f"{c.name}) at {self.server}: deploy first")
+        return dict(cm.get("data") or {})
+
+    def set_log_rules(self, tenant: str, namespace: str, text: str) -> None:
+        """Install (or replace) ``tenant``'s rule file ``namespace``; a bad file is refused in
+        one line (what vmalert's own check says), and nothing is changed."""
+        try:
+            key = f"{check_namespace(namespace)}.yml"
+            groups = check_groups(text)
+        except ValueError as exc:
+            raise StackproofError(f"log rules {namespace!r} of {tenant}: {exc}") from None
+        inst = self._evaluator(tenant)
+        problem = self._dry_run(inst, text)
+        if problem:
+            raise StackproofError(f"log rules {namespace!r} of {tenant}: {problem}")
+        self.api.merge_patch("v1", "ConfigMap", f"{inst.name}{KEPT_SUFFIX}", self.namespace, {"data": {key: text}})
+        self._sync_kept(inst, key, [g["name"] for g in groups])
+
+    def log_rules(self, tenant: str) -> dict[str, str]:
+        """``tenant``'s rule files as the provider keeps them: namespace -> YAML text."""
+        files = self._kept_files(self._evaluator(tenant))
+        return {k.removesuffix(".yml"): v for k, v in sorted(files.items())
+                if k.endswith(".yml") and k != f"{BASE_RULES}.yml"}
+
+    def delete_log_rules(self, tenant: str, namespace: str) -> None:
+        """Remove ``tenant``'s rule file ``namespace`` (no error if there is none)."""
+        inst = self._evaluator(tenant)
+        try:
+            key = f"{check_namespace(namespace)}.yml"
+        except ValueError as exc:
+            raise StackproofError(f"log rules of {tenant}: {exc}") from None
+        if key not in self._kept_files(inst):
+            return
+        self.api.merge_patch("v1", "ConfigMap", f"{inst.name}{KEPT_SUFFIX}", self.namespace, {"data": {key: None}})
+        self._sync_kept(inst, key, [])
+
+    def _dry_run(self, inst: Component, text: str) -> str:
+        """What the instance's vmalert version says is wrong with ``text`` ('-dryRun'), or ""."""
+        binary = self.rules_checker
+        if binary is None:
+            sts = self._live_statefulset(inst)
+            version = (sts["metadata"].get("labels") or {}).get("app.kubernetes.io/version")
+            binary = BinaryResolver(progress=self.say).resolve(inst.spec, version).path
+        with tempfile.TemporaryDirectory(prefix="stackproof-rules-") as d:
+            path = Path(d) / "rules.yml"
+            path.write_text(text)
+            return vmalert_dry_run(Path(binary), path)
+
+    def _sync_kept(self, inst: Component, key: str, groups: list[str]) -> None:
+        """Make the kubelet put the kept files into the instance's pod now (an annotation with
+        their digest: a pod update syncs its volumes), ask vmalert to reload, and wait until
+        it reports exactly ``groups`` from the file ``key``."""
+        files = self._kept_files(inst)
+        digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:32]
+        pods = [p for p in self._pods(inst) if not p["metadata"].get("deletionTimestamp")]
+        for pod in pods:
+            self.api.merge_patch("v1", "Pod", pod["metadata"]["name"], self.namespace,
+                                 {"metadata": {"annotations": {"stackproof/kept-files": digest}}})
+        if not pods:
+            return  # stopped: it reads the files as they are when it starts
+        base = self._proxy(inst)
+        deadline = time.monotonic() + self.rules_wait_s
+
+        def loaded():
+            try:
+                self.api.request("POST", f"{base}/-/reload", ok=(200, 204), timeout=10)
+                _, data = self.api.request("GET", f"{base}/api/v1/rules", timeout=10)
+                seen = [g.get("name") for g in json.loads(data)["data"]["groups"]
+                        if str(g.get("file", "")).endswith(f"/{key}")]
+            except (StackproofError, ValueError, KeyError, TypeError) as exc:
+                return False, one_line(exc, 160)
+            return sorted(seen) == sorted(groups), seen
+
+        done, seen = self._poll(loaded, deadline)
+        if not done:
+            raise ComponentError(f"{inst.name} did not load its rule file {key} within {self.rules_wait_s:.0f}s "
+                                 f"(groups {sorted(groups)} wanted; it reports {seen})")
+
+    def _proxy(self, c: Component) -> str:
+        """The API server's proxy path to ``c``'s Service, its first published port, with its
+        path prefix (what the gateway passes it)."""
+        port = next(p for p in c.cluster.ports if p.published)
+        prefix = getattr(c, "reads_path", "") or ""
+        return f"/api/v1/namespaces/{self.namespace}/services/http:{c.name}:{port.name}/proxy{prefix}"
+
     def status(self) -> dict:
         """What runs in the namespace: per component its role, version, image, replicas,
         readiness, restarts and node."""
         self.check_api()
+        self._read_state()  # the tenants: a per-tenant component's instances
         comps = {}
         for c in self.components():
             sts = self.api.get("apps/v1", "StatefulSet", c.name, self.namespace)

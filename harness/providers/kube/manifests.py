@@ -29,7 +29,7 @@ import re
 from pathlib import Path, PurePosixPath
 
 from ...components import (COMPONENTS, GATEWAY, OBJECT_STORE, Component, PlatformContext, bucket_stores, by_role,
-                           stores)
+                           instances, stores)
 from ...components.s3 import new_credentials
 from ...errors import ConfigError
 from ...releases import Catalog, Release
@@ -47,6 +47,8 @@ TLS_SECRET = "stackproof-tls"  # the platform CA, the gateway's certificate and 
 # makes the data directories a component wants on its volume before it starts, and
 # kills a store's process for the durability suite (sh, grep, kill)
 TOOLS_IMAGE = "busybox:1.37.0"
+# a component's files the provider keeps at run time (Component.cluster_kept): ConfigMap '<instance>-kept'
+KEPT_SUFFIX = "-kept"
 # the in-cluster object storage's credentials (keys: access_key_id, secret_access_key)
 OBJECT_STORAGE_SECRET = "stackproof-object-storage"
 OBJECT_STORAGE_REGION = "us-east-1"
@@ -235,10 +237,15 @@ class PlatformManifests:
         self.gateway_port: int | None = None  # the node port, with a NodePort gateway
         # (access key id, secret key) of the in-cluster S3 server; made or read back on deploy
         self.object_storage_keys: tuple[str, str] | None = None
+        # the platform's tenants, once known (the deployer reads them back from the cluster)
+        self.tenants: list[Tenant] | None = None
 
-    def components(self) -> list[Component]:
-        """What runs in the cluster, in order: the object store first when no cloud bucket is given."""
-        return cluster_components(self.storage if self.in_cluster_storage else None)
+    def components(self, tenants: list[Tenant] | None = None) -> list[Component]:
+        """What runs in the cluster, in order: the object store first when no cloud bucket is given;
+        a per-tenant component once for each of ``tenants`` (default: the platform's, once known;
+        none while they are not)."""
+        found = cluster_components(self.storage if self.in_cluster_storage else None)
+        return instances(tenants if tenants is not None else self.tenants or [], found)
 
     @property
     def object_store(self) -> Component | None:
@@ -295,7 +302,7 @@ class PlatformManifests:
         Service DNS names, keep their files under ``/stackproof`` (the local
         state directory's layout), and use the bucket given as ``storage`` with
         credentials from the environment (no key in any config)."""
-        ports = {p.key: (c, p.number) for c in self.components() for p in c.cluster.ports if p.key}
+        ports = {p.key: (c, p.number) for c in self.components(tenants) for p in c.cluster.ports if p.key}
         return PlatformContext(
             name=self.platform, root=Path(ROOT), ports={k: n for k, (_, n) in ports.items()}, tenants=tenants,
             tls=CLUSTER_TLS, host="127.0.0.1", listen_host="0.0.0.0", overrides=limited_overrides(tenants),
@@ -305,14 +312,15 @@ class PlatformManifests:
         """Every component's configuration files, by component: file name -> text.
         None of them holds a token or a key; a component without files is not listed."""
         ctx = self.context(tenants)
-        out = {c.name: c.cluster_files(ctx, version_of(c, release)) for c in self.components()}
+        out = {c.name: c.cluster_files(ctx, version_of(c, release)) for c in self.components(tenants)}
         return {name: files for name, files in out.items() if files}
 
     # -- manifests -----------------------------------------------------------------
     def render(self, release: Release, tenants: list[Tenant]) -> dict[str, list[dict]]:
         """Manifests by apply group: 'namespace' (with the ServiceAccount and the
-        tenants), 'tls', then each component in upgrade order (its ConfigMap,
-        Secrets, Service, StatefulSet)."""
+        tenants), 'tls', 'kept' (the ConfigMaps of files the provider keeps, made only
+        when absent), then each component in upgrade order (its ConfigMap, Secrets,
+        Service, StatefulSet)."""
         if not tenants:
             raise ConfigError("a platform needs at least one tenant")
         if sum(1 for t in tenants if t.role == "system") != 1:
@@ -345,13 +353,15 @@ class PlatformManifests:
                           self._secret(TENANTS_SECRET, {"tenants.json": json.dumps([t.to_dict() for t in tenants],
                                                                                    indent=1)})],
             "tls": [tls],
+            # made once, then the provider's (see kept_configmap): the deployer applies them only when absent
+            "kept": [cm for c in self.components(tenants) if (cm := self.kept_configmap(c, ctx)) is not None],
         }
         storage_secret = None
         if self.object_store is not None:  # read by the S3 server and the stores, through their environment
             key_id, key = self._object_storage_keys()
             storage_secret = self._secret(OBJECT_STORAGE_SECRET, {"access_key_id": key_id, "secret_access_key": key})
             groups["namespace"].append(storage_secret)
-        for c in self.components():
+        for c in self.components(tenants):
             out: list[dict] = []
             if c.name in configs:
                 out.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": self._meta(f"{c.name}-config", c.name),
@@ -402,10 +412,23 @@ class PlatformManifests:
             spec["type"] = "ClusterIP"
         return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
 
-    def _volumes(self, c: Component, has_config: bool) -> tuple[list[dict], list[dict]]:
+    def kept_configmap(self, c: Component, ctx: PlatformContext) -> dict | None:
+        """The ConfigMap of ``c``'s kept files (:meth:`Component.cluster_kept`) as a deploy
+        first makes it, or None; in :meth:`render`'s own group 'kept', which the deployer
+        applies only where absent: the provider owns its contents once made, so that neither
+        a deploy nor an upgrade rewrites them."""
+        kept = c.cluster_kept(ctx)
+        if kept is None:
+            return None
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": self._meta(f"{c.name}{KEPT_SUFFIX}", c.name),
+                "data": dict(kept[1])}
+
+    def _volumes(self, c: Component, has_config: bool,
+                 ctx: PlatformContext | None = None) -> tuple[list[dict], list[dict]]:
         """(the pod's volumes, the container's mounts): its ConfigMap (if it has
         one) and Secrets projected into config/, its TLS files, data/ (from the
-        claim template when it has a volume) and its scratch directories."""
+        claim template when it has a volume), its scratch directories and the
+        ConfigMap of its kept files, where it reads them."""
         shape = c.cluster
         sources: list[dict] = [{"configMap": {"name": f"{c.name}-config"}}] if has_config else []
         sources += [{"secret": {"name": name}} for name in shape.secrets]
@@ -430,13 +453,17 @@ class PlatformManifests:
         for sub in shape.scratch:
             volumes.append({"name": sub, "emptyDir": {}})
             mounts.append({"name": sub, "mountPath": str(ROOT / sub)})
+        kept = c.cluster_kept(ctx) if ctx is not None else None
+        if kept is not None:
+            volumes.append({"name": "kept", "configMap": {"name": f"{c.name}{KEPT_SUFFIX}"}})
+            mounts.append({"name": "kept", "mountPath": str(kept[0]), "readOnly": True})
         return volumes, mounts
 
     def _statefulset(self, c: Component, ctx: PlatformContext, release: Release, digest: str,
                      has_config: bool) -> dict:
         shape = c.cluster
         version = version_of(c, release)
-        volumes, mounts = self._volumes(c, has_config)
+        volumes, mounts = self._volumes(c, has_config, ctx)
         probe_path, probe_port = shape.probe
         container = {
             "name": c.name, "image": self.image(shape.image_for(version)), "imagePullPolicy": "IfNotPresent",
