@@ -19,7 +19,8 @@ concrete ones of one workload against one target, once, before locust starts
 them: host, wait time, weight, target and workload are class attributes, as
 in locust's examples, and the classes share one :class:`Tally` of what they
 counted. The locustfiles (``loadgen.locustfiles``) build them from their
-environment; ``suites/load`` builds them in-process.
+environment, in the locust processes ``stackproof load`` and ``suites/load``
+start (never in pytest's own: locust patches its process for gevent).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 processes (and, with --processes, as a master and two workers), objectives
 decide pass or fail, the completeness check counts what the platform stored,
 and the capacity report is written. Plus the workload knobs, shapes and the
-report drawing without a platform."""
+report drawing without a platform. And ``pytest suites/load`` as a user types
+it: it collects and runs (locust only in processes of its own), where a suite
+that imports locust in pytest's process dies at collection."""
 
 from __future__ import annotations
 
