@@ -662,8 +662,11 @@ class KubeDeployer(PlatformManifests):
         deadline = time.monotonic() + self.rules_wait_s
 
         def loaded():
-            try:
+            try:  # vmalert checks its files every second anyway: a reload only saves that second
                 self.api.request("POST", f"{base}/-/reload", ok=(200, 204), timeout=10)
+            except StackproofError:
+                pass
+            try:
                 _, data = self.api.request("GET", f"{base}/api/v1/rules", timeout=10)
                 seen = [g.get("name") for g in json.loads(data)["data"]["groups"]
                         if str(g.get("file", "")).endswith(f"/{key}")]
