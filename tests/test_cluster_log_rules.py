@@ -124,7 +124,8 @@ def test_rule_files_kept_in_the_cluster_checked_by_vmalert_and_left_alone_by_upg
     # the stand-in evaluator that never loads: its pod exists but never runs (no kubelet here)
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "vmalert-tenant-a-0", "namespace": ns,
                                                            "labels": later.selector("vmalert-tenant-a")},
-           "spec": {"containers": [{"name": "vmalert-tenant-a", "image": "victoriametrics/vmalert:v1.121.0"}]}}
+           "spec": {"serviceAccountName": "stackproof", "automountServiceAccountToken": False,
+                    "containers": [{"name": "vmalert-tenant-a", "image": "victoriametrics/vmalert:v1.121.0"}]}}
     api.apply(pod)
     later.rules_wait_s = 3
     with pytest.raises(ComponentError) as exc:
