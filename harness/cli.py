@@ -427,7 +427,8 @@ def provisioned(provider_name: str, results: Path, *, target_file: str | None = 
                 release: str | None = None, keep: bool = False, run_id: str | None = None,
                 provider_options: dict | None = None):
     """A target for one command: provision it (or take the target file), and afterwards collect
-    the logs into ``results/artifacts``, scan the results for tokens and tear down, unless ``keep``.
+    the logs into ``results/artifacts`` and tear down, unless ``keep``; scan the results for secrets
+    whatever the provider (an existing platform's run too) and ``keep``.
     Yields a :class:`Provisioned`; its ``leaks`` are filled in on the way out. ``provider_options``:
     the provider's own (``--provider kube``'s kubeconfig, namespace, ...)."""
     options = {"platform": platform} if provider_name in ("local", *CLUSTER_PROVIDERS) else {}
@@ -445,19 +446,20 @@ def provisioned(provider_name: str, results: Path, *, target_file: str | None = 
     finally:
         target = got.target
         owned = provider_name != "existing"  # an existing platform is the user's: never torn down
-        if owned and keep:
-            print(f"--keep: platform left running; target file {target.path if target else '-'}", file=sys.stderr)
-        elif owned:
-            leaks = []
-            try:
+        try:
+            if owned and keep:
+                print(f"--keep: platform left running; target file {target.path if target else '-'}",
+                      file=sys.stderr)
+            elif owned:
                 provider.collect_artifacts(results / "artifacts")
-                leaks = (find_leaks(sorted(p for p in results.rglob("*") if p.is_file()), secrets_of(target))
+            # whatever the provider and --keep: what the run wrote last (JUnit, Allure, reports, logs)
+            got.leaks = (find_leaks(sorted(p for p in results.rglob("*") if p.is_file()), secrets_of(target))
                          if target else [])
-            finally:
+        finally:
+            if owned and not keep:
                 provider.destroy()
-            for leak in leaks:
-                print(f"stackproof: SECRET LEAK: {leak}", file=sys.stderr)
-            got.leaks = leaks
+        if got.leaks:
+            print(f"stackproof: SECRET LEAK in {results}: {'; '.join(got.leaks)}", file=sys.stderr)
 
 
 # -- argument parsing -----------------------------------------------------------

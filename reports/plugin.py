@@ -6,6 +6,14 @@ Runs in the controller process only; with xdist the workers' reports reach
 the controller through ``pytest_runtest_logreport``. The target is read from
 the target file the fixtures plugin records as
 ``config.option.stackproof_target_path``; tokens are never written.
+
+Secrets: every message it writes is redacted (``harness.leaks``) with the
+target's secrets and every other one the process knows. And it scans last:
+after every plugin has written its files at the end of the session (JUnit,
+the Allure results, these reports), it scans them for every known secret and
+fails the run in one line naming each file and whose secret it holds, never
+the secret, since a scan inside the run (the security suite's) cannot see
+what is written after it.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import __version__
+from harness import __version__, leaks
 from harness.summary import PROP_CHECK, PROP_LATENCY, PROP_NOTIFICATIONS, PROP_UPGRADE, PROP_VISIBILITY, summarize
 
 from reports.upgrade import write_upgrade_report
@@ -47,6 +55,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(LastScan(), "stackproof-last-scan")
         config.stash[STATE] = {"started": time.time(), "tests": {}, "checks": 0, "latencies": {},
                                "other_latencies": {}, "notifications": []}
 
@@ -77,10 +86,11 @@ class _Collector:
         t["duration"] += report.duration
         if report.failed:
             t["outcome"] = "error" if report.when != "call" else "failed"
-            t["message"] = (report.longreprtext or "").strip().splitlines()[-1][:500] if report.longreprtext else ""
+            t["message"] = (leaks.redact((report.longreprtext or "").strip().splitlines()[-1][:500])
+                            if report.longreprtext else "")
         elif hasattr(report, "wasxfail") and t["outcome"] == "passed":
             t["outcome"] = "xfailed" if report.skipped else "xpassed"
-            t["message"] = str(report.wasxfail)[:500]
+            t["message"] = leaks.redact(str(report.wasxfail)[:500])
         elif report.skipped and t["outcome"] == "passed":
             t["outcome"] = "skipped"
 
@@ -92,13 +102,30 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         config.pluginmanager.register(_Collector(config), "stackproof-report-collector")
 
 
+def _target(config: pytest.Config) -> Target | None:
+    path = getattr(config.option, "stackproof_target_path", None) or getattr(config.option, "target_file", None)
+    try:
+        return Target.load(path) if path else None
+    except Exception:
+        return None
+
+
+def _secrets(config: pytest.Config) -> dict[str, bytes]:
+    """Every secret this process knows, and the target's."""
+    t = _target(config)
+    return {**leaks.known(), **(leaks.secrets_of(t) if t is not None else {})}
+
+
+def _write(path: Path, text: str, secrets: dict[str, bytes]) -> None:
+    path.write_text(leaks.redact(text, secrets))
+
+
 def _target_info(config: pytest.Config) -> dict:
     path = getattr(config.option, "stackproof_target_path", None) or config.option.target_file
     if not path:
         return {}
-    try:
-        t = Target.load(path)
-    except Exception:
+    t = _target(config)
+    if t is None:
         return {"target_file": str(path)}
     return {"name": t.name, "provider": t.provider, "release": t.release or "", "gateway": t.gateway_url,
             "tenants": [f"{x.name} ({x.role})" for x in t.tenants], "capabilities": t.capabilities}
@@ -126,9 +153,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                       f"{row['received']}, duplicates {row['duplicates']}, missing {row['missing']}")
     out = Path(config.option.stackproof_results or "results")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps({**summary, "tests": len(state["tests"]),
-                                                  "wall_seconds": round(time.time() - state["started"], 2),
-                                                  "target": _target_info(config)}, indent=2) + "\n")
+    _write(out / "summary.json", json.dumps({**summary, "tests": len(state["tests"]),
+                                             "wall_seconds": round(time.time() - state["started"], 2),
+                                             "target": _target_info(config)}, indent=2) + "\n", _secrets(config))
     tr.write_line(f"summary saved to {out / 'summary.json'}")
 
 
@@ -156,20 +183,50 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                              state["notifications"]),
         "tests": tests,
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.html").write_text(render_html(report))
+    secrets = _secrets(config)
+    _write(out / "report.json", json.dumps(report, indent=2) + "\n", secrets)
+    _write(out / "report.html", render_html(report), secrets)
     allure_dir = getattr(config.option, "allure_report_dir", None)
     if allure_dir:
-        write_allure_extras(Path(allure_dir), report)
+        write_allure_extras(Path(allure_dir), report, secrets)
 
 
-def write_allure_extras(allure_dir: Path, report: dict) -> None:
+def written_files(config: pytest.Config) -> list[Path]:
+    """What this run wrote for people to read: JUnit, the Allure results, the stackproof results."""
+    return leaks.files_under(getattr(config.option, "xmlpath", None),
+                             getattr(config.option, "allure_report_dir", None),
+                             getattr(config.option, "stackproof_results", None))
+
+
+class LastScan:
+    """The scan of what a run wrote, after everything else (controller side)."""
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int):
+        """Outermost, so after every plugin wrote its files (JUnit's, Allure's, this
+        plugin's): scan them for every known secret; a leak fails the run in one line."""
+        yield
+        config = session.config
+        found = leaks.find_leaks(written_files(config), _secrets(config))
+        if not found:
+            return
+        line = f"stackproof: SECRET LEAK in what this run wrote: {'; '.join(found)}"
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line, red=True, bold=True)
+        else:
+            print(line, file=sys.stderr)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def write_allure_extras(allure_dir: Path, report: dict, secrets: dict[str, bytes] | None = None) -> None:
     allure_dir.mkdir(parents=True, exist_ok=True)
     env = {"stackproof": report["stackproof"], "python": report["machine"]["python"]}
     for k in ("name", "provider", "release", "gateway"):
         if report["target"].get(k):
             env[f"target.{k}"] = report["target"][k]
-    (allure_dir / "environment.properties").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    _write(allure_dir / "environment.properties", "".join(f"{k}={v}\n" for k, v in env.items()), secrets or {})
     (allure_dir / "categories.json").write_text(json.dumps(ALLURE_CATEGORIES, indent=2))
 
 

@@ -1,4 +1,9 @@
-"""An HTTP session that authenticates as one tenant and trusts the platform CA."""
+"""An HTTP session that authenticates as one tenant and trusts the platform CA.
+
+Every response body it receives is scanned for the known secrets (every
+tenant's token of every target a session was made for): a platform whose error
+page echoes the caller's token is a finding (:func:`harness.leaks.scan_response`),
+which the fixtures turn into a failure of the test that received it."""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import threading
 
 import requests
 
-from .. import __version__
+from .. import __version__, leaks
 from ..target import Target, Tenant
 
 USER_AGENT = f"stackproof/{__version__}"
@@ -19,7 +24,8 @@ class TenantHTTP(requests.Session):
     Paths starting with ``/`` are relative to the gateway. The token is never
     part of ``repr``. The last requests of the process (method, path, status;
     never headers) are kept in :attr:`recent`, so that a store found dead can
-    be reported with the requests that came just before."""
+    be reported with the requests that came just before. Every body received
+    (not a streamed one: its reader scans what it reads) is scanned for secrets."""
 
     recent: "collections.deque[str]" = collections.deque(maxlen=5)
     _recent_lock = threading.Lock()
@@ -31,6 +37,7 @@ class TenantHTTP(requests.Session):
         self.verify = target.verify
         self.default_timeout = timeout
         self.headers["User-Agent"] = USER_AGENT
+        leaks.remember(target)
         if tenant is not None:
             self.headers["Authorization"] = f"Bearer {tenant.token}"
 
@@ -48,6 +55,8 @@ class TenantHTTP(requests.Session):
             self._remember(f"{method} /{path} -> {type(exc).__name__}")
             raise
         self._remember(f"{method} /{path} -> {r.status_code}")
+        if not kwargs.get("stream"):
+            scan(r)
         return r
 
     @classmethod
@@ -58,3 +67,11 @@ class TenantHTTP(requests.Session):
     def __repr__(self) -> str:
         who = self.tenant.name if self.tenant else "anonymous"
         return f"<TenantHTTP {who} {self.target.gateway_url}>"
+
+
+def scan(response: requests.Response, data: bytes | None = None) -> None:
+    """Scan a response's body (or ``data``, a part of a streamed one) for known secrets."""
+    req = response.request
+    path = (req.path_url if req is not None else "?").split("?", 1)[0]
+    leaks.scan_response(f"{req.method if req is not None else '?'} {path} -> {response.status_code}",
+                        response.content if data is None else data)

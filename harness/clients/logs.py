@@ -25,10 +25,10 @@ from typing import Iterable, Mapping, Sequence
 import cramjam
 import requests
 
-from .. import proto
+from .. import leaks, proto
 from ..errors import StackproofError
 from ..target import Target, Tenant
-from .http import TenantHTTP
+from .http import TenantHTTP, scan
 
 # An entry is (timestamp_ns, line) or (timestamp_ns, line, structured_metadata)
 Entry = tuple
@@ -179,7 +179,8 @@ class LogsReader(ABC):
     def get(self, path: str, params: dict, headers: dict | None = None) -> requests.Response:
         r = self.http.get(f"{self.target.logs_query_url}/{path}", params=params, headers=headers or {})
         if r.status_code != 200:
-            raise requests.HTTPError(f"GET {path} -> {r.status_code} {r.text.strip()[:300]}", response=r)
+            raise requests.HTTPError(leaks.redact(f"GET {path} -> {r.status_code} {r.text.strip()[:300]}"),
+                                     response=r)
         return r
 
     @abstractmethod
@@ -444,12 +445,21 @@ def logs_reader(target: Target, tenant: Tenant | None, session: TenantHTTP | Non
 class Tail:
     """A live tail: collects every entry it receives in a background thread.
     A context manager; ``wait_for(n)`` blocks until ``n`` entries arrived.
-    ``status`` is the server's answer to opening it; ``error`` what broke it."""
+
+    It keeps nothing to itself, since a tail that was refused or broke receives
+    nothing, which would pass for a tail that saw nothing: ``status`` is the
+    server's answer to opening it, ``error`` what refused or broke it,
+    ``closed_by_server`` whether the server ended it before :meth:`close`, and
+    :meth:`state` says all of it in one word or line ("open" for a tail that
+    opened and is still open)."""
+
+    OPEN_STATUSES = (101, 200)  # a websocket's upgrade, a streamed response
 
     def __init__(self) -> None:
         self.entries: list[LogEntry] = []
         self.error: str | None = None
         self.status: int | None = None
+        self.closed_by_server = False
         self._cond = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -461,12 +471,27 @@ class Tail:
     def _run(self) -> None:
         try:
             self._read()
+            if not self._closing:  # the stream ended, and not because we closed it
+                self.closed_by_server = True
         except Exception as exc:  # a broken stream is a finding, not a crash
             if not self._closing:
-                self.error = f"{type(exc).__name__}: {exc}"
+                self.error = leaks.redact(f"{type(exc).__name__}: {exc}")
         finally:
             with self._cond:
                 self._cond.notify_all()
+
+    def state(self) -> str:
+        """``open`` (opened, still open, nothing broke), else what happened: refused with its
+        status, closed by the server, or broken with its error; and the entries so far."""
+        if self.status not in self.OPEN_STATUSES:
+            return f"refused: {self.error or f'HTTP {self.status}'}"
+        if self.error:
+            return f"broken after {len(self.entries)} entries: {self.error}"
+        if self.closed_by_server:
+            return f"closed by the server after {len(self.entries)} entries"
+        if not self.alive():
+            return f"not reading after {len(self.entries)} entries"
+        return "open"
 
     def _read(self) -> None:
         """Receive until the stream ends, handing each batch to :meth:`_add`."""
@@ -518,15 +543,27 @@ class StreamTail(Tail):
                               headers={"Accept-Encoding": "identity"})
         self.status = self._resp.status_code
         if self.status != 200:
-            self.error = f"HTTP {self.status}: {self._resp.text.strip()[:200]}"
+            scan(self._resp)
+            self.error = leaks.redact(f"HTTP {self.status}: {self._resp.text.strip()[:200]}")
             self._resp.close()
             return
         self._parse = parse
         self._start()
 
     def _read(self) -> None:
-        for batch in self._parse(self._resp):
+        for batch in self._parse(self._scanned(self._resp)):
             self._add(batch)
+
+    def _scanned(self, resp):
+        """The response, whose lines are scanned for secrets as the parser reads them."""
+        lines = resp.iter_lines
+
+        def iter_lines(*args, **kwargs):
+            for raw in lines(*args, **kwargs):
+                scan(resp, raw)
+                yield raw
+        resp.iter_lines = iter_lines
+        return resp
 
     def _shut(self) -> None:
         # shut the socket down first: closing it under the reading thread blocks on TLS
@@ -554,7 +591,10 @@ class WebsocketTail(Tail):
             self._ws = websocket.create_connection(f"{url}?{urlencode(params)}", header=headers, sslopt=sslopt,
                                                    timeout=30)
         except websocket.WebSocketBadStatusException as exc:
-            self.status, self.error = exc.status_code, f"HTTP {exc.status_code}"
+            body = exc.resp_body or b""
+            leaks.scan_response(f"GET /tail (websocket) -> {exc.status_code}", body)
+            self.status = exc.status_code
+            self.error = leaks.redact(f"HTTP {exc.status_code}: {body.decode(errors='replace').strip()[:200]}")
             return
         self.status = 101
         self._start()
@@ -564,12 +604,13 @@ class WebsocketTail(Tail):
             while True:
                 msg = self._ws.recv()
                 if not msg:
-                    return
+                    return  # the server ended it (or close() did: _run tells them apart)
+                leaks.scan_response("GET /tail (websocket) -> 101", msg.encode() if isinstance(msg, str) else msg)
                 data = json.loads(msg)
                 self._add([LogEntry(int(ts), dict(s.get("stream", {})), line, {})
                            for s in data.get("streams", []) for ts, line in s.get("values", [])])
         except (self._ws_mod.WebSocketConnectionClosedException, OSError):
-            pass  # the server or close() ended it
+            pass  # the server or close() ended it: _run tells them apart
 
     def _shut(self) -> None:
         self._ws.close()
