@@ -1,12 +1,22 @@
 """The gateway's endpoints, one harmless request each: shared by the smoke and
 security suites. The logs reads are the target's dialect's own (its reader
-lists them)."""
+lists them).
+
+:func:`route_reads` is every read the gateway passes, taken from the routes the
+components declare (``harness.components.gateway.Read``), not from a list of
+this file's: a store that adds a path adds its read there, and the security
+suite asks it as every tenant. :func:`ask` sends one of them, filled in from
+what a test seeded."""
 
 from __future__ import annotations
 
 import time
 
+import cramjam
+
 from harness.clients import logs_reader
+from harness.components import LOGS_RULER, LOGS_STORE, by_role, fronted
+from harness.components.gateway import Read
 from harness.clients import otlp
 from harness.clients.logs import encode_push_json
 from harness.clients.metrics import REMOTE_WRITE_HEADERS, encode_write_request
@@ -85,3 +95,65 @@ def request_endpoint(session, target, name: str):
         return session.get(_alerting(target)[name][0](target))
     path, params = logs_reader(target, None).endpoints(time.time_ns())[name]
     return session.get(f"{target.logs_query_url}/{path}", params=params)
+
+
+# -- every read a route declares ------------------------------------------------------------
+
+def route_reads(target) -> list[Read]:
+    """Every read of every route the gateway passes, for this target: the metrics store's; the logs
+    store's and its rule evaluator's if the target speaks that store's dialect; only those whose
+    capability the target declares."""
+    logs_dialect = getattr(by_role(LOGS_STORE), "dialect", None)
+    out = []
+    for c in fronted():
+        if c.role in (LOGS_STORE, LOGS_RULER) and target.logs_api != logs_dialect:
+            continue
+        out += [r for route in c.routes for r in getattr(route, "reads", ())
+                if not r.needs or target.has(r.needs)]
+    return out
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes | int) -> bytes:
+    if isinstance(payload, int):
+        return _varint(number << 3) + _varint(payload)
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def remote_read_body(matchers: list[tuple[int, str, str]], start_ms: int, end_ms: int) -> bytes:
+    """A Prometheus remote-read request (``prometheus.ReadRequest``, one query; matcher types
+    0 =, 1 !=, 2 =~, 3 !~), snappy block format."""
+    query = _field(1, start_ms) + _field(2, end_ms) + b"".join(
+        _field(3, _field(1, kind) + _field(2, name.encode()) + _field(3, value.encode()))
+        for kind, name, value in matchers)
+    return bytes(cramjam.snappy.compress_raw(_field(1, query)))
+
+
+REMOTE_READ_HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
+                       "X-Prometheus-Remote-Read-Version": "0.1.0"}
+
+
+def ask(session, read: Read, ctx: dict):
+    """Send ``read`` with ``session`` (a tenant's), its templates filled from ``ctx`` (what a test
+    seeded and a nonce): (the response, the answer's bytes, unpacked if packed)."""
+    params = [(k, v.format(**ctx)) for k, v in read.params]
+    data, headers = None, {}
+    if read.body == "remote-read":
+        data = remote_read_body([(0, "stackproof_test", ctx["marker"]), (1, "stackproof_nonce", str(ctx["nonce"]))],
+                                int(float(ctx["start_s"]) * 1000), int(float(ctx["end_s"]) * 1000))
+        headers = REMOTE_READ_HEADERS
+    elif read.body:
+        raise ValueError(f"read {read.name!r}: unknown body {read.body!r}")
+    r = session.request(read.method, read.path.format(**ctx), params=params, data=data, headers=headers)
+    body = r.content
+    if read.decode == "snappy" and r.status_code == 200:
+        body = bytes(cramjam.snappy.decompress_raw(body))
+    return r, body

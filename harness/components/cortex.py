@@ -11,7 +11,8 @@ import requests
 
 from ..binaries import ArchiveRecipe, BinarySpec, GoRecipe
 from ..target import DEFAULT_LIMITS, METRICS_OTLP_PATH
-from .base import METRICS_STORE, ClusterPort, ClusterShape, PlatformContext, Route, Store, cloud_bucket
+from .base import METRICS_STORE, ClusterPort, ClusterShape, PlatformContext, Store, cloud_bucket
+from .gateway import Passed, Read
 
 SPEC = BinarySpec(
     name="cortex",
@@ -43,6 +44,43 @@ POLL_INTERVAL_S = 1
 RESEND_DELAY_S = 10
 
 
+# what a tenant reads under /prometheus/ (the gateway passes the whole prefix): every read API of
+# Prometheus' that Cortex serves, each asked about the seeded series only
+_RANGE = (("start", "{start_s}"), ("end", "{end_s}"))
+PROMQL_READS = (
+    Read("promql query", "/prometheus/api/v1/query", (("query", "{series}"), ("time", "{time_s}")), "metrics"),
+    Read("promql query_range", "/prometheus/api/v1/query_range", (("query", "{series}"), *_RANGE, ("step", "15")),
+         "metrics"),
+    Read("promql series", "/prometheus/api/v1/series", (("match[]", "{series}"), *_RANGE), "metrics"),
+    Read("promql labels", "/prometheus/api/v1/labels", (("match[]", "{series}"), *_RANGE), "metrics"),
+    Read("promql labels of every series", "/prometheus/api/v1/labels", (*_RANGE, ("limit", "{nonce}")), "metrics"),
+    Read("promql label values", "/prometheus/api/v1/label/stackproof_test/values", (("match[]", "{series}"),
+                                                                                   *_RANGE), "metrics"),
+    Read("promql label values of every series", "/prometheus/api/v1/label/{label}/values",
+         (*_RANGE, ("limit", "{nonce}")), "metrics"),
+    Read("promql exemplars", "/prometheus/api/v1/query_exemplars", (("query", "{series}"), *_RANGE), "exemplars"),
+    Read("promql metadata", "/prometheus/api/v1/metadata", (("metric", "{metric}"), ("limit", "{nonce}")),
+         "metadata"),
+    Read("promql metadata of every metric", "/prometheus/api/v1/metadata", (("limit", "{nonce}"),), "metadata"),
+    Read("prometheus remote read", "/prometheus/api/v1/read", shows="metrics", method="POST", body="remote-read",
+         decode="snappy"),
+    Read("prometheus rules", "/prometheus/api/v1/rules", (("rule_group[]", "{marker}"),), "rules",
+         needs="alerting"),
+    Read("prometheus alerts", "/prometheus/api/v1/alerts", needs="alerting"),
+)
+# the ruler's config API (Loki-compatible): every rule group of the tenant, and one namespace
+RULER_READS = (
+    Read("rule groups", "/api/v1/rules", shows="rules", needs="alerting", ok=(200, 404)),
+    Read("rule groups of a namespace", "/api/v1/rules/{marker}", shows="rules", needs="alerting", ok=(200, 404)),
+)
+# the tenant's Alertmanager, its v2 API
+ALERTMANAGER_READS = tuple(
+    Read(f"alertmanager {what}", f"/alertmanager/api/v2/{path}", shows=shows, needs="alerting")
+    for what, path, shows in (("alerts", "alerts", ""), ("alert groups", "alerts/groups", ""),
+                              ("silences", "silences", "silences"), ("receivers", "receivers", ""),
+                              ("status", "status", "")))
+
+
 class Cortex(Store):
     name = "cortex"
     role = METRICS_STORE
@@ -60,9 +98,12 @@ class Cortex(Store):
     # remote write, OTLP metrics and the PromQL API (Prometheus' own paths under /prometheus, with the
     # ruler's rules and alerts reads), the ruler's config API, the Alertmanager's config
     # API and its v2 API (alerts, silences)
-    routes = (Route("= /api/v1/push"), Route(f"= {METRICS_OTLP_PATH}"), Route("/prometheus/"),
-              Route("~ ^/api/v1/rules(/|$)"),
-              Route("= /api/v1/alerts"), Route("/alertmanager/api/v2/"))
+    routes = (Passed("= /api/v1/push", writes=True), Passed(f"= {METRICS_OTLP_PATH}", writes=True),
+              Passed("/prometheus/", reads=PROMQL_READS),
+              Passed("~ ^/api/v1/rules(/|$)", writes=True, reads=RULER_READS),
+              Passed("= /api/v1/alerts", writes=True, reads=(
+                  Read("alertmanager config", "/api/v1/alerts", needs="alerting", ok=(200, 404)),)),
+              Passed("/alertmanager/api/v2/", writes=True, reads=ALERTMANAGER_READS))
     tenant_headers = {"X-Scope-OrgID": "$stackproof_tenant"}
     # OTLP resource attributes made labels of every series (published in the target file)
     otlp_promoted = ("deployment.environment",)

@@ -31,7 +31,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..binaries import BinarySpec, GoRecipe
-from .base import LOGS_STORE, ClusterPort, ClusterShape, Component, PlatformContext, Route, StoreAPI, http_ready
+from .base import LOGS_STORE, ClusterPort, ClusterShape, Component, PlatformContext, StoreAPI, http_ready
+from .gateway import Passed, Read
 
 _VERSION_VAR = ("github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo.Version=victoria-logs-{version}",)
 
@@ -56,6 +57,31 @@ FLUSH_INTERVAL_S = 1
 SELECT_PATHS = ("query", "hits", "stats_query", "stats_query_range", "field_names", "field_values",
                 "streams", "stream_field_names", "stream_field_values", "stream_ids", "facets")
 
+# one read per path of SELECT_PATHS, each asked about the seeded stream only; grouped by the seed's
+# label where the path can group, so that its answer names the seed
+_RANGE = (("start", "{start}"), ("end", "{end}"))
+_STATS = "{logsql} | stats by (stackproof_test) count() n"
+LOGSQL_READS = (
+    Read("logsql query", "/select/logsql/query", (("query", "{logsql}"), *_RANGE), "logs"),
+    Read("logsql hits", "/select/logsql/hits", (("query", "{logsql}"), *_RANGE, ("step", "1h"),
+                                                ("field", "stackproof_test")), "logs"),
+    Read("logsql stats_query", "/select/logsql/stats_query", (("query", _STATS), ("time", "{end}")), "logs"),
+    Read("logsql stats_query_range", "/select/logsql/stats_query_range", (("query", _STATS), *_RANGE,
+                                                                          ("step", "1h")), "logs"),
+    Read("logsql field_names", "/select/logsql/field_names", (("query", "{logsql}"), *_RANGE), "logs"),
+    Read("logsql field_values", "/select/logsql/field_values", (("query", "{logsql}"), *_RANGE,
+                                                                ("field", "stackproof_test")), "logs"),
+    Read("logsql streams", "/select/logsql/streams", (("query", "{logsql}"), *_RANGE), "logs"),
+    Read("logsql stream_field_names", "/select/logsql/stream_field_names", (("query", "{logsql}"), *_RANGE), "logs"),
+    Read("logsql stream_field_values", "/select/logsql/stream_field_values", (("query", "{logsql}"), *_RANGE,
+                                                                              ("field", "stackproof_test")), "logs"),
+    # a stream's id names no label: its answer is compared with the answer for a marker nobody wrote
+    Read("logsql stream_ids", "/select/logsql/stream_ids", (("query", "{logsql}"), *_RANGE), "logs", marked=False),
+    # facets leaves out a field of one value unless asked to keep it
+    Read("logsql facets", "/select/logsql/facets", (("query", "{logsql}"), *_RANGE, ("keep_const_fields", "1")),
+         "logs"),
+)
+
 
 class VictoriaLogs(StoreAPI, Component):
     name = "victorialogs"
@@ -68,10 +94,11 @@ class VictoriaLogs(StoreAPI, Component):
     stop_timeout = 60.0
 
     routes = (
-        Route("= /insert/loki/api/v1/push"),
-        Route("= /insert/opentelemetry/v1/logs"),
-        Route(f"~ ^/select/logsql/({'|'.join(SELECT_PATHS)})$"),
-        Route("= /select/logsql/tail", streaming=True),
+        Passed("= /insert/loki/api/v1/push", writes=True),
+        Passed("= /insert/opentelemetry/v1/logs", writes=True),
+        Passed(f"~ ^/select/logsql/({'|'.join(SELECT_PATHS)})$", reads=LOGSQL_READS),
+        Passed("= /select/logsql/tail", streaming=True, reads=(
+            Read("logsql tail", "/select/logsql/tail", (("query", "{logsql}"),), "logs", streaming=True),)),
     )
     # every tenant's data (/select/tenant_ids, /insert/multitenant/*) and the
     # storage internals (/internal/*: force merge, flush, partitions)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cramjam
@@ -14,14 +16,15 @@ from harness.providers import get_provider
 from harness.clients import (LogsPush, MetricsMetadataClient, PromQLClient, RemoteWriteClient, Select, TenantHTTP,
                              logs_reader)
 from harness.clients import otlp
-from harness.clients.metrics import REMOTE_WRITE_V2_HEADERS, selector
+from harness.clients.logs import _rfc3339
+from harness.clients.metrics import REMOTE_WRITE_V2_HEADERS, V2Series, selector
 from harness.clients.otlp import OTLPClient
 from fixtures.defects import known_defect
 from harness.leaks import find_leaks, secrets_of
 from harness.target import Tenant
 from harness.tls import make_ca
 
-from ..endpoints import endpoint_names, request_endpoint
+from ..endpoints import ask, endpoint_names, request_endpoint, route_reads
 from ..survival import acked_lines_survive
 
 pytestmark = pytest.mark.security
@@ -40,12 +43,18 @@ def _wrong_tokens(target) -> dict[str, str]:
 
 
 def test_no_token_and_wrong_tokens_get_401(target, tenant_session, check):
+    # the hand list of endpoints, and every read the components' routes declare
+    reads = {f"route read {r.name}": r for r in route_reads(target) if not r.streaming}
+    ctx = Seed("spk000000000000", int(time.time() * 1000), set()).context(1_000_001)
+
     def send(session, name):
+        if name in reads:
+            return ask(session, reads[name], ctx)[0]
         if name == "unknown path":
             return session.get("/no/such/path")
         return request_endpoint(session, target, name)
 
-    for name in [*endpoint_names(target), "unknown path"]:
+    for name in [*endpoint_names(target), *reads, "unknown path"]:
         check.status(send(tenant_session(None), name), 401, f"{name} without a token")
         for label, token in _wrong_tokens(target).items():
             s = tenant_session(None)
@@ -139,20 +148,173 @@ def test_other_tenants_cannot_read_a_tenants_data_through_any_api(target, tenant
                     f"what {other.name} sees of {tenant_a.name}'s logs")
 
 
+@dataclass
+class Seed:
+    """What tenant A wrote for the read paths to show: everything names one marker
+    (a label's name and value, a metric's name, an exemplar, a rule group, a
+    silence), so that any answer holding the marker holds A's data."""
+
+    marker: str
+    t_ms: int
+    kinds: set = field(default_factory=set)  # what of it was written: Read.shows values
+
+    @property
+    def metric(self) -> str:
+        return f"stackproof_{self.marker}_total"
+
+    def context(self, nonce: int, marker: str | None = None) -> dict:
+        """The values a Read's templates take, for one ask (``nonce``: fresh per ask, so no cache
+        answers it from an earlier one; ``marker``: another one, for the answer about nobody's data)."""
+        m = marker or self.marker
+        pick = f'stackproof_test="{m}",stackproof_nonce!="{nonce}"'
+        lo, hi = self.t_ms - 600_000, self.t_ms + 600_000
+        return {"marker": m, "nonce": nonce, "metric": f"stackproof_{m}_total", "label": m,
+                "series": "{" + pick + "}", "logsql": "_stream:{" + pick + "}",
+                "time_s": f"{self.t_ms / 1000:.3f}", "start_s": f"{lo / 1000:.3f}", "end_s": f"{hi / 1000:.3f}",
+                "start": _rfc3339(lo * 10**6), "end": _rfc3339(hi * 10**6)}
+
+
+def _nonce() -> int:
+    return 1_000_000 + secrets.randbelow(10**9)
+
+
+@pytest.fixture
+def seeded(target, tenant_a, check):
+    """Tenant A writes one of every kind of data a read path shows, under a marker of
+    its own: a series with an exemplar and metadata (remote write 2.0 if the target
+    takes it), a stream, and with 'alerting' a rule group and a silence (removed after)."""
+    seed = Seed("spk" + secrets.token_hex(6), int(time.time() * 1000) - 5_000)
+    m = seed.marker
+    labels = {"__name__": seed.metric, "stackproof_test": m, m: m}
+    metrics = RemoteWriteClient(target, tenant_a)
+    if target.has("remote-write-2"):
+        r = metrics.write_v2([V2Series(labels, [(seed.t_ms, 1.0)], exemplars=[({"trace_id": m}, 1.0, seed.t_ms)],
+                                       type="counter", help=f"A's seed {m}")])
+        seed.kinds |= {"exemplars", "metadata"}
+    else:
+        r = metrics.write([(labels, [(seed.t_ms, 1.0)])])
+    check.status(r, (200, 204), "A writes the seed series")
+    stream = {"stackproof_test": m, m: m}
+    check.status(LogsPush(target, tenant_a).push_json([(stream, [(seed.t_ms * 10**6, f"A's line {m}")])]), 204,
+                 "A pushes the seed stream")
+    seed.kinds |= {"metrics", "logs"}
+    http, undo = TenantHTTP(target, tenant_a), []
+    if target.has("alerting"):
+        group = f"name: {m}\nrules:\n- record: stackproof_seed:{m}\n  expr: vector(1)\n"
+        check.status(http.post(target.url(f"{target.alerting.rules_path}/{m}"), data=group,
+                               headers={"Content-Type": "application/yaml"}), 202, "A sets the seed rule group")
+        undo.append(lambda: http.delete(target.url(f"{target.alerting.rules_path}/{m}")))
+        now = time.time()
+        silence = {"matchers": [{"name": "stackproof_test", "value": m, "isRegex": False, "isEqual": True}],
+                   "startsAt": _rfc3339(int(now * 10**9)), "endsAt": _rfc3339(int((now + 900) * 10**9)),
+                   "createdBy": "stackproof", "comment": f"A's seed {m}"}
+        r = http.post(target.url(target.alerting.alertmanager_path + "/api/v2/silences"), json=silence)
+        check.status(r, 200, "A sets the seed silence")
+        sid = r.json()["silenceID"]
+        undo.append(lambda: http.delete(target.url(target.alerting.alertmanager_path + f"/api/v2/silence/{sid}")))
+        seed.kinds |= {"rules", "silences"}
+    yield seed
+    for step in undo:
+        step()
+
+
+def _holds(read, seed: Seed, session, ctx: dict, body: bytes) -> bool:
+    """Whether an answer holds the seed: it names the marker; or, for a read whose answer names
+    none (``marked=False``), it differs from the answer about a marker nobody wrote."""
+    if read.marked:
+        return seed.marker.encode() in body
+    blank = "spk" + secrets.token_hex(6)
+    _, other = ask(session, read, seed.context(ctx["nonce"], blank))
+    return body != other.replace(blank.encode(), seed.marker.encode())
+
+
+def _answer(read, seed: Seed, session, nonce: int, check, who: str) -> bool:
+    """Ask ``read`` about the seed as ``session``'s tenant: check the status; whether the answer holds the seed."""
+    ctx = seed.context(nonce)
+    r, body = ask(session, read, ctx)
+    check.true(r.status_code in read.ok, f"{read.name} answers {who}",
+               f"HTTP {r.status_code}, expected {'/'.join(map(str, read.ok))}")
+    return r.status_code == 200 and _holds(read, seed, session, ctx, body)
+
+
+def _a_sees_its_own(read, seed: Seed, session, check) -> None:
+    """The control: A's own answer holds A's seed (polled: a store makes it visible within seconds)."""
+    def read_once():
+        r, body = ask(session, read, ctx := seed.context(_nonce()))
+        return r.status_code == 200 and _holds(read, seed, session, ctx, body)
+    check.visible("metrics" if read.shows in ("metrics", "exemplars", "metadata", "rules") else "logs", read_once,
+                  bool, f"{read.name}: A's own {read.shows}, for A (control)")
+
+
+def _checked_reads(target) -> list:
+    reads = [r for r in route_reads(target) if not r.streaming]
+    names = [r.name for r in reads]
+    assert len(set(names)) == len(names), f"route reads with the same name: {names}"
+    return reads
+
+
+def test_every_read_path_answers_each_tenant_only_its_own(target, tenant_a, seeded, check):
+    """Every read the gateway passes (from the components' routes: PromQL with
+    exemplars, metadata and remote read, the ruler, the Alertmanager, LogsQL, the
+    log rules), asked as every other tenant about A's data, answers nothing of it;
+    asked as A, it answers A's (the control), for each kind of data A wrote."""
+    a = TenantHTTP(target, tenant_a)
+    others = [(t, TenantHTTP(target, t)) for t in target.tenants if t.name != tenant_a.name]
+    for read in _checked_reads(target):
+        check.query(read.name, f"{read.method} {read.path} {json.dumps(dict(read.params))}")
+        if read.shows in seeded.kinds:
+            _a_sees_its_own(read, seeded, a, check)
+        for other, session in others:
+            check.true(not _answer(read, seeded, session, _nonce(), check, other.name),
+                       f"{read.name}: {other.name}'s answer holds nothing of {tenant_a.name}'s {read.shows or 'data'}")
+
+
+def test_the_same_query_asked_by_two_tenants_in_a_row_answers_each_its_own(target, tenant_a, tenant_b, seeded,
+                                                                           check):
+    """The same request (the same nonce: byte for byte the same URL), asked by A then
+    by B, and by B then A, on every read path: a results cache keyed without the
+    tenant would answer the second with the first's answer (B gets A's data, or A
+    gets B's empty answer)."""
+    a, b = TenantHTTP(target, tenant_a), TenantHTTP(target, tenant_b)
+    for read in _checked_reads(target):
+        mine = read.shows in seeded.kinds
+        if mine:
+            _a_sees_its_own(read, seeded, a, check)
+        nonce = _nonce()
+        a_first = _answer(read, seeded, a, nonce, check, "A")
+        b_after = _answer(read, seeded, b, nonce, check, "B")
+        check.true(not b_after, f"{read.name} asked by B right after A asked the same: B's answer holds nothing of A's")
+        if mine:
+            check.true(a_first, f"{read.name} asked by A: A's answer holds A's {read.shows} (control)")
+        nonce = _nonce()
+        b_first = _answer(read, seeded, b, nonce, check, "B")
+        a_after = _answer(read, seeded, a, nonce, check, "A")
+        check.true(not b_first, f"{read.name} asked by B first: B's answer holds nothing of A's")
+        if mine:
+            check.true(a_after, f"{read.name} asked by A right after B asked the same: A's answer holds A's "
+                                f"{read.shows}, not B's answer")
+
+
 def test_tail_of_another_tenant_receives_nothing(target, tenant_a, tenant_b, test_id, check):
+    """B tails A's selector while A pushes: B's tail must open (a refused or broken
+    tail receives nothing too, and would pass), stay open through the whole window
+    in which A's own tail (the control) receives every line, and receive nothing."""
     if not target.has("tail"):
         pytest.skip(f"target {target.name!r} has no 'tail' capability")
     labels = {"stackproof_test": test_id, "owner": tenant_a.name}
     sel = Select.of(labels)
     with logs_reader(target, tenant_b).tail(sel) as b_tail, logs_reader(target, tenant_a).tail(sel) as a_tail:
+        check.true(b_tail.status in b_tail.OPEN_STATUSES, "B's tail opens", b_tail.state())
+        check.true(a_tail.status in a_tail.OPEN_STATUSES, "A's tail opens (control)", a_tail.state())
         time.sleep(1.0)
         t0 = time.time_ns()
         lines = [(t0 + i, f"secret {i}") for i in range(10)]
         check.status(LogsPush(target, tenant_a).push_json([(labels, lines)]), 204, "A pushes while both tail")
         a_got = a_tail.wait_for(len(lines), timeout=30)  # once A has them all, B had the same chance
         time.sleep(1.5)
-        b_got = list(b_tail.entries)
-    check.equal(len(a_got), len(lines), "A's own tail receives A's lines (control)")
+        b_got, b_state, a_state = list(b_tail.entries), b_tail.state(), a_tail.state()
+    check.equal(len(a_got), len(lines), f"A's own tail receives A's lines (control; A's tail: {a_state})")
+    check.equal(b_state, "open", "B's tail stayed open through the window in which A's tail received A's lines")
     check.equal(b_got, [], "B's tail on the same selector receives nothing")
 
 
