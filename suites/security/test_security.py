@@ -16,6 +16,7 @@ from harness.providers import get_provider
 from harness.clients import (LogsPush, MetricsMetadataClient, PromQLClient, RemoteWriteClient, Select, TenantHTTP,
                              logs_reader)
 from harness.clients import otlp
+from harness.clients.http import scan
 from harness.clients.logs import _rfc3339
 from harness.clients.metrics import REMOTE_WRITE_V2_HEADERS, V2Series, selector
 from harness.clients.otlp import OTLPClient
@@ -394,6 +395,7 @@ def test_plain_http_is_refused(target, tenant_a, test_id, check):
     r = requests.post(plain + target.logs_push_path, data=encode_push_json([(labels, [(t_ns, "over plain http")])]),
                       headers={"Content-Type": "application/json", "Authorization": f"Bearer {tenant_a.token}"},
                       timeout=10)
+    scan(r)  # a plain requests call: its body is scanned for tokens as a tenant session's are
     check.true(r.status_code >= 400, "a push over plain HTTP is refused", f"got {r.status_code}")
     time.sleep(2)
     check.equal(logs_reader(target, tenant_a).entries(Select.of(labels), t_ns - WINDOW, t_ns + WINDOW), [],
@@ -405,8 +407,9 @@ def test_tls_verifies_with_the_platform_ca_and_fails_with_another(target, tenant
         pytest.skip("target gateway is not HTTPS")
     url = target.metrics_query_url + "/api/v1/query?query=vector(1)"
     headers = {"Authorization": f"Bearer {tenant_a.token}"}
-    check.status(requests.get(url, headers=headers, verify=target.verify, timeout=10), 200,
-                 "with the target's trust (its CA file, else the system store)")
+    r = requests.get(url, headers=headers, verify=target.verify, timeout=10)
+    scan(r)  # a plain requests call: its body is scanned for tokens as a tenant session's are
+    check.status(r, 200, "with the target's trust (its CA file, else the system store)")
     from cryptography.hazmat.primitives import serialization
     _, other = make_ca("stackproof unrelated CA")
     other_pem = tmp_path / "other-ca.pem"
@@ -515,7 +518,9 @@ def _files_to_scan(config, target, scratch: Path) -> list[Path]:
 def test_no_secret_appears_in_any_log_report_or_attachment(target, pytestconfig, check, tmp_path):
     """Scans the component logs the provider publishes (or, in a cluster, the pods'
     logs, configs and events it collects) and everything this run has written so
-    far (Allure results, stackproof results, JUnit)."""
+    far (Allure results, stackproof results, JUnit). What is written after this
+    test (JUnit, report.json and report.html at the session's end) is scanned by
+    the reports plugin once everything is written, and by ``stackproof run``."""
     files = _files_to_scan(pytestconfig, target, tmp_path)
     check.true(bool(files), "there are logs or results to scan",
                "no logs_dir in the target, no provider that collects logs, and no --alluredir/--stackproof-results")
