@@ -15,12 +15,17 @@ Three parts, each with one job:
   files, so that neither it nor the deployer names a component;
 - :mod:`.deployer`: deploy, upgrade, collect and delete, with their waits; and
   stop, kill, start and a fresh volume for a single component (capability
-  'restart').
+  'restart'); the files a component's shape says the provider keeps (the log
+  rule evaluator's rule files, capability 'log-alerting');
+- :mod:`.webhook`: the run's Alertmanager webhook receiver in the namespace,
+  read back through the pod's log (capability 'alerting-webhook');
+- :mod:`.sibling`: a platform of a test's own beside a cloud provider's, in a
+  namespace of its own on the same cluster (``own_platform``).
 
 What it makes, in one namespace (``stackproof`` unless told): per component a
 ConfigMap of its configuration files (if it has any), the Secrets it reads, a
-Service and a StatefulSet, in the catalog's order (object store, stores,
-gateway, agent). The stores keep their data on a PersistentVolumeClaim (of the
+Service and a StatefulSet, in the catalog's order (object store, stores, the
+log rule evaluator once per tenant, gateway, agent). The stores keep their data on a PersistentVolumeClaim (of the
 ``storage_class`` given, else the cluster's default); those that use object
 storage (Cortex) also write to a bucket: the cloud's, with credentials from
 the node role or workload identity (``aws_role_arn``: IRSA;
