@@ -5,8 +5,9 @@ for the defects it is armed with:
 
 - ``tail-refused``: tenant B's tail is answered 403;
 - ``tail-closed``: tenant B's tail is answered 200 and ended at once;
-- ``cross-metadata``, ``cross-exemplars``: the metadata (or exemplars) API
-  answers with tenant A's data whoever asks (the request goes on with A's token);
+- ``cross-metadata``, ``cross-exemplars``, ``cross-logsql``, ``cross-log-rules``:
+  the metadata API (the exemplars API, LogsQL's query, the log rule evaluator's
+  rules) answers with tenant A's data whoever asks (it goes on with A's token);
 - ``tenant-blind-cache``: GET answers are cached by path and query, without the
   tenant, and a later ask of the same URL by anyone gets the cached answer;
   with ``cache-logs-only`` only the LogsQL paths' answers, with ``cache-b-only``
@@ -28,7 +29,8 @@ import requests
 _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
         "transfer-encoding", "upgrade", "content-length", "host", "content-encoding"}
 STREAMING = ("/select/logsql/tail",)
-CROSS_PATHS = {"cross-metadata": "/prometheus/api/v1/metadata", "cross-exemplars": "/prometheus/api/v1/query_exemplars"}
+CROSS_PATHS = {"cross-metadata": "/prometheus/api/v1/metadata", "cross-exemplars": "/prometheus/api/v1/query_exemplars",
+               "cross-logsql": "/select/logsql/query", "cross-log-rules": "/vmalert/api/v1/rules"}
 
 
 class StandinGateway:

@@ -14,8 +14,8 @@ red with the right message:
 - with a real local platform (module-scoped) behind :class:`StandinGateway`, the
   security suite's own tests, run in a subprocess against a target file naming
   the proxy: they pass through a faithful proxy, and fail on a tail refused or
-  closed for tenant B, on metadata and exemplars answered with another tenant's
-  data, on a results cache keyed without the tenant, and on error pages that
+  closed for tenant B, on metadata, exemplars, LogsQL and log rules answered
+  with another tenant's data, on a results cache keyed without the tenant, and on error pages that
   echo the token.
 """
 
@@ -245,15 +245,15 @@ def platform(tmp_path_factory):
 
 
 def _behind_proxy(platform: Target, tmp_path: Path, *defects: str):
-    """A target file naming a :class:`StandinGateway` in front of ``platform``'s gateway."""
+    """A target file naming a :class:`StandinGateway` in front of ``platform``'s gateway: the
+    platform's own but for its gateway, beside it (the local provider keeps the log rule files
+    there, found from the target file's directory)."""
     users = platform.user_tenants
     proxy = StandinGateway(platform.gateway_url, platform.ca_file, {t.name: t.token for t in users[:2]},
                            defects).start()
     data = platform.to_dict()
-    data.update({"name": "behind-a-stand-in", "provider": "existing", "gateway_url": proxy.url})
-    for key in ("logs_dir", "object_storage", "components"):
-        data.pop(key, None)
-    path = tmp_path / "target.yaml"
+    data["gateway_url"] = proxy.url
+    path = platform.path.parent / f"behind-{tmp_path.name}.yaml"
     Target.from_dict(data).save(path)
     return proxy, path
 
@@ -293,6 +293,10 @@ def test_the_isolation_checks_pass_through_a_faithful_proxy(platform, tmp_path):
      "promql exemplars: tenant-b's answer holds nothing of tenant-a's exemplars"),
     ("cross-metadata", "test_every_read_path_answers_each_tenant_only_its_own",
      "promql metadata: tenant-b's answer holds nothing of tenant-a's metadata"),
+    ("cross-logsql", "test_every_read_path_answers_each_tenant_only_its_own",
+     "logsql query: tenant-b's answer holds nothing of tenant-a's logs"),
+    ("cross-log-rules", "test_every_read_path_answers_each_tenant_only_its_own",
+     "log rules: tenant-b's answer holds nothing of tenant-a's log-rules"),
     ("tenant-blind-cache", "test_the_same_query_asked_by_two_tenants_in_a_row_answers_each_its_own",
      "promql query asked by B right after A asked the same: B's answer holds nothing of A's"),
     ("tenant-blind-cache cache-logs-only", "test_the_same_query_asked_by_two_tenants_in_a_row_answers_each_its_own",
@@ -301,7 +305,8 @@ def test_the_isolation_checks_pass_through_a_faithful_proxy(platform, tmp_path):
      "promql query asked by A right after B asked the same: A's answer holds A's metrics, not B's answer"),
     ("echo-token", "test_paths_no_tenant_may_use_are_refused",
      "the platform sent a secret back: GET /select/tenant_ids -> 403: the response body holds tenant "),
-], ids=["tail-refused", "tail-closed", "exemplars-of-another", "metadata-of-another", "cache-promql",
+], ids=["tail-refused", "tail-closed", "exemplars-of-another", "metadata-of-another", "logs-of-another",
+        "log-rules-of-another", "cache-promql",
         "cache-logsql", "cache-b-then-a", "echoed-token"])
 def test_an_isolation_check_fails_on_a_broken_stand_in(platform, tmp_path, defect, test, said):
     proxy, target_file = _behind_proxy(platform, tmp_path, *defect.split())
@@ -315,3 +320,21 @@ def test_an_isolation_check_fails_on_a_broken_stand_in(platform, tmp_path, defec
     assert said in out, out[-5000:]
     for t in platform.tenants:
         assert t.token not in out, "a token in the run's output"
+
+
+@pytest.mark.platform
+def test_a_target_declaring_log_alerting_whose_rules_cannot_be_set_fails_in_one_line(platform, tmp_path):
+    """The seed's log rule group is never left out quietly (a read path then proven by
+    nothing): on a target file of a provider that keeps no rule files the isolation test
+    fails, naming why."""
+    proxy, target_file = _behind_proxy(platform, tmp_path)
+    data = Target.load(target_file).to_dict()
+    data["provider"] = "existing"
+    Target.from_dict(data).save(target_file)
+    try:
+        rc, out = _run_security(tmp_path, target_file, "every_read_path")
+    finally:
+        proxy.stop()
+    assert rc == 1, out[-5000:]
+    assert "declares 'log-alerting', but A's log rule group cannot be set: provider 'existing' cannot keep log " \
+           "rule groups" in out, out[-5000:]

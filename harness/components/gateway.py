@@ -52,7 +52,7 @@ class Read:
     it was written), ``{start_s}``, ``{end_s}``, ``{start}``, ``{end}`` (RFC 3339),
     ``{nonce}``. ``shows`` is
     the kind of seeded data its answer holds (``metrics``, ``exemplars``,
-    ``metadata``, ``logs``, ``rules``, ``silences``; "" for a read no test seeds,
+    ``metadata``, ``logs``, ``rules``, ``log-rules``, ``silences``; "" for a read no test seeds,
     which is still asked as every tenant and must answer ``ok``); ``marked``
     whether the answer names the seed's marker (else it is compared with the
     answer for a marker nobody wrote); ``needs`` a capability the target must

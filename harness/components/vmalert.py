@@ -129,7 +129,7 @@ class VMAlert(StoreAPI, Component):
     ready_timeout = 30.0
     stop_timeout = 30.0
     routes = (Passed(f"= {PATH_PREFIX}/api/v1/rules", reads=(
-                  Read("log rules", f"{PATH_PREFIX}/api/v1/rules", needs="log-alerting"),)),
+                  Read("log rules", f"{PATH_PREFIX}/api/v1/rules", shows="log-rules", needs="log-alerting"),)),
               Passed(f"= {PATH_PREFIX}/api/v1/alerts", reads=(
                   Read("log alerts", f"{PATH_PREFIX}/api/v1/alerts", needs="log-alerting"),)))
     # a client's tenant headers never reach it (it has its own; these only keep them out)

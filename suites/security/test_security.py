@@ -21,6 +21,7 @@ from harness.clients.logs import _rfc3339
 from harness.clients.metrics import REMOTE_WRITE_V2_HEADERS, V2Series, selector
 from harness.clients.otlp import OTLPClient
 from fixtures.defects import known_defect
+from harness.errors import StackproofError
 from harness.leaks import find_leaks, secrets_of
 from harness.target import Tenant
 from harness.tls import make_ca
@@ -180,10 +181,15 @@ def _nonce() -> int:
 
 
 @pytest.fixture
-def seeded(target, tenant_a, check):
+def seeded(request, target, tenant_a, check):
     """Tenant A writes one of every kind of data a read path shows, under a marker of
     its own: a series with an exemplar and metadata (remote write 2.0 if the target
-    takes it), a stream, and with 'alerting' a rule group and a silence (removed after)."""
+    takes it), a stream, with 'alerting' a rule group and a silence, and with
+    'log-alerting' a log rule group (all removed after). Not seeded: firing alerts
+    (they would notify the alerting suite's receivers) and the Alertmanager's
+    configuration (the alerting suite's run route): those reads are still asked as
+    every tenant (each must answer), and suites/alerting/test_isolation.py proves the
+    Alertmanager's configuration and alerts per tenant."""
     seed = Seed("spk" + secrets.token_hex(6), int(time.time() * 1000) - 5_000)
     m = seed.marker
     labels = {"__name__": seed.metric, "stackproof_test": m, m: m}
@@ -214,6 +220,16 @@ def seeded(target, tenant_a, check):
         sid = r.json()["silenceID"]
         undo.append(lambda: http.delete(target.url(target.alerting.alertmanager_path + f"/api/v2/silence/{sid}")))
         seed.kinds |= {"rules", "silences"}
+    if any(r.shows == "log-rules" for r in route_reads(target)):  # a rule file of the log rule evaluator's
+        log_rules = request.getfixturevalue("log_rules")(tenant_a)  # the alerting suite's: as it sets them
+        rule = {"record": f"stackproof_seed:{m}", "expr": f'_stream:{{stackproof_test="{m}"}} | stats count() n'}
+        try:
+            log_rules.set_group(m, {"name": m, "rules": [rule]})
+        except StackproofError as exc:
+            pytest.fail(f"target {target.name!r} declares 'log-alerting', but A's log rule group cannot be set: {exc}",
+                        pytrace=False)
+        undo.append(lambda: log_rules.delete_namespace(m))
+        seed.kinds.add("log-rules")
     yield seed
     for step in undo:
         step()
