@@ -21,9 +21,11 @@ from .test_kube_deployer import NEW, tenants
 LOCAL = ["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp", "otel-collector", "agent-scrape",
          "alerting", "log-alerting", "alerting-webhook"]
 # every cluster provider (one deployer): the same, but for the Collector and the agent's scrape
-# directory, which have no cluster shape yet
+# directory (files a test writes on this machine, which a cloud's node cannot see)
 CLUSTER = ["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp", "alerting", "log-alerting",
            "alerting-webhook"]
+# the local cluster: its node shares this machine's files, so the Collector's inbox is here
+LOCAL_KUBE = [*CLUSTER, "otel-collector"]
 
 
 def drift(provider: str, got: list[str], want: list[str]) -> str:
@@ -50,9 +52,12 @@ def test_the_local_providers_target_file(tmp_path, monkeypatch):
     assert drift("local", Target.load(p.target_file).capabilities, LOCAL) == ""
 
 
-def test_the_kube_deployers_list():
+def test_the_kube_deployers_list_and_local_kubes_additions():
     from harness.providers.kube import CAPABILITIES
+    from harness.providers.localkube import CAPABILITIES as LOCAL
     assert drift("kube deployer", CAPABILITIES, CLUSTER) == ""
+    # what LocalKubeProvider._with_collector gives its target, after the kube provider's (below)
+    assert drift("local-kube", LOCAL, LOCAL_KUBE) == ""
 
 
 def test_every_cluster_provider_saves_the_deployers_list_as_it_is(tmp_path, monkeypatch):

@@ -465,10 +465,11 @@ def test_the_deployer_names_no_component():
     assert [c.name for c in cluster_components()] == ["cortex", "victorialogs", "vmalert", "gateway", "prometheus"]
     assert set(EXPECTED_PODS) | {"vmalert"} == {c.name for c in cluster_components()}
     assert [c.role for c in cluster_components()] == [METRICS_STORE, LOGS_STORE, LOGS_RULER, GATEWAY, SENDER]
-    # every component has a shape but the Collector (it tails files of this machine: no
-    # 'otel-collector' on a cluster yet); the object store runs only when no cloud bucket is given;
-    # the log rule evaluator once per tenant, so not before the tenants are known
-    assert [c.name for c in COMPONENTS if c.cluster is None] == ["otelcol"]
+    # every component has a shape; the Collector (it tails files of this machine) runs only where the
+    # node shares this machine's file system (local-kube); the object store only when no cloud bucket is
+    # given; the log rule evaluator once per tenant, so not before the tenants are known
+    assert [c.name for c in COMPONENTS if c.cluster is None] == []
+    assert [c.name for c in COMPONENTS if c.cluster.host_dirs] == ["otelcol"]
     assert [c.role for c in deployer(None).components()] == [OBJECT_STORE, METRICS_STORE, LOGS_STORE, GATEWAY,
                                                               SENDER]
     for path in sorted(Path("harness/providers/kube").glob("*.py")):
@@ -549,7 +550,7 @@ def test_upgrade_2026_10_to_2026_11_changes_exactly_what_it_should():
 
 def test_apply_and_upgrade_order_is_the_local_providers():
     """Object store (without a cloud bucket), stores, then the gateway, then the agent."""
-    shaped = [c.name for c in COMPONENTS if c.cluster is not None]
+    shaped = [c.name for c in COMPONENTS if c.cluster is not None and not c.cluster.host_dirs]
     assert list(dict.fromkeys(c.template_name for c in deployer(None).components(tenants()))) == shaped
     assert [c.name for c in cluster_components()] == [n for n in shaped if by_role(OBJECT_STORE).name != n]
     evaluators = [f"vmalert-{t.name}" for t in tenants()]  # one per tenant, after the logs store

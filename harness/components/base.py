@@ -131,6 +131,8 @@ class ClusterPort:
     # the PlatformContext port it is (``ctx.ports[key]``); None: not one of the platform's ports
     key: str | None = None
     published: bool = True  # offered by the component's Service (a probe-only port is not)
+    # reached from outside the cluster too: a node port, where the gateway is one (the harness sends to it)
+    outside: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,12 @@ class ClusterShape:
     scratch: tuple[str, ...] = ()  # further writable directories under the root (emptyDir), e.g. "logs"
     # tags of older releases: ((first version with ``tag``, the tag of every older version), ...), newest first
     older_tags: tuple[tuple[str, str], ...] = ()
+    # directories under data/ the harness writes into on this machine (a test's inbox): each a directory
+    # the node shares with this machine (hostPath). Only a cluster on this machine has one (local-kube);
+    # elsewhere the component does not run
+    host_dirs: tuple[str, ...] = ()
+    # environment variables from its Secrets: (variable, Secret, key); a value is never in a manifest
+    secret_env: tuple[tuple[str, str, str], ...] = ()
 
     def image_for(self, version: str | None) -> str:
         tag = self.tag

@@ -19,6 +19,14 @@ shipper outside the platform would. The token is in the process environment
   retried, a batch is never held back in a queue a stop would lose.
 - ``service.telemetry``: the Collector's own metrics server listens on :8888 of
   every interface by default; here on loopback at a port of the platform's.
+
+In a cluster: only where the node shares this machine's file system (the local
+cluster), since the suites write into its inbox here: the inbox is a directory
+of this machine mounted into the pod, OTLP is a Service port reached from
+outside at a node port, the token an environment variable from a Secret. The
+image is the harness's own build (there is no upstream image of this custom
+Collector): ``localhost/stackproof/otelcol-stackproof``, which a cluster
+elsewhere would pull from a registry of the user's (``--image-map``).
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import yaml
 
 from ..binaries import BinarySpec, CollectorRecipe
 from ..target import LOGS_APIS, METRICS_OTLP_PATH
-from .base import LOG_SHIPPER, LOGS_STORE, Component, PlatformContext, http_ready
+from .base import LOG_SHIPPER, LOGS_STORE, ClusterPort, ClusterShape, Component, PlatformContext, http_ready
 
 CORE = "go.opentelemetry.io/collector"
 CONTRIB = "github.com/open-telemetry/opentelemetry-collector-contrib"
@@ -48,6 +56,8 @@ SPEC = BinarySpec(
 )
 TOKEN_ENV = "STACKPROOF_OTELCOL_TOKEN"
 SERVICE_NAME = "stackproof-otelcol"
+TOKEN_SECRET = "otelcol-token"
+INBOX = "otelcol/inbox"  # under data/
 
 
 class OtelCollector(Component):
@@ -68,7 +78,20 @@ class OtelCollector(Component):
         return next(t for t in ctx.tenants if t.role == "user")
 
     def inbox(self, ctx: PlatformContext) -> Path:
-        return ctx.data_dir / "otelcol" / "inbox"
+        return ctx.data_dir / INBOX
+
+    cluster = ClusterShape(
+        image="localhost/stackproof/otelcol-stackproof", tag="{version}", binary="/otelcol-stackproof",
+        ports=(ClusterPort("otlp", 4318, "otelcol", outside=True),
+               ClusterPort("metrics", 8888, "otelcol-telemetry", published=False)),
+        probe=("/metrics", "metrics"), tls=("ca",), host_dirs=(INBOX,),
+        secret_env=((TOKEN_ENV, TOKEN_SECRET, "token"),))
+
+    def cluster_files(self, ctx: PlatformContext, version: str | None) -> dict[str, str]:
+        return {"otelcol.yaml": yaml.safe_dump(self.config(ctx), sort_keys=False)}
+
+    def cluster_secrets(self, tenants) -> dict[str, dict[str, str]]:
+        return {TOKEN_SECRET: {"token": next(t for t in tenants if t.role == "user").token}}
 
     def config(self, ctx: PlatformContext) -> dict:
         from . import by_role  # the catalog imports this module

@@ -37,7 +37,7 @@ from .common import state_root
 
 # options kept in state.json; a later process takes them from there unless told otherwise
 SETTINGS = ("kubeconfig", "context", "namespace", "storage_class", "images", "gateway_service", "node_address",
-            "storage", "volume_size")
+            "storage", "volume_size", "host_dir")
 DEFAULTS = {"namespace": "stackproof", "gateway_service": "LoadBalancer", "volume_size": "10Gi"}
 
 
@@ -109,7 +109,7 @@ class KubeProvider(Provider):
                  namespace: str | None = None, storage_class: str | None = None,
                  images: dict[str, str] | None = None, image_map: str | Path | None = None,
                  gateway_service: str | None = None, node_address: str | None = None, storage: dict | None = None,
-                 volume_size: str | None = None, target_file: str | Path | None = None,
+                 volume_size: str | None = None, host_dir: str | None = None, target_file: str | Path | None = None,
                  state_dir: Path | None = None, timeout: float = 900, api_timeout: float = 10.0,
                  poll_interval: float = 2.0, progress: Callable[[str], None] = say):
         if not platform or not platform.replace("-", "").replace("_", "").isalnum() or len(platform) > 63:
@@ -129,7 +129,7 @@ class KubeProvider(Provider):
         given = {"kubeconfig": str(Path(kubeconfig).expanduser().resolve()) if kubeconfig else None,
                  "context": context, "namespace": namespace, "storage_class": storage_class, "images": images,
                  "gateway_service": gateway_service, "node_address": node_address, "storage": storage,
-                 "volume_size": volume_size}
+                 "volume_size": volume_size, "host_dir": host_dir}
         self.explicit = {k for k, v in given.items() if v is not None}
         saved = self.state.get("settings") or {}
         self.settings = {k: given[k] if given[k] is not None else saved.get(k, DEFAULTS.get(k)) for k in SETTINGS}
@@ -149,7 +149,8 @@ class KubeProvider(Provider):
         st = self.settings
         return dict(namespace=st["namespace"], storage=st["storage"], labels={"stackproof/platform": self.platform},
                     platform=self.platform, volume_size=st["volume_size"], storage_class=st["storage_class"],
-                    gateway_service=st["gateway_service"], node_address=st["node_address"], images=st["images"])
+                    gateway_service=st["gateway_service"], node_address=st["node_address"], images=st["images"],
+                    host_dir=st.get("host_dir"))
 
     # -- paths and state -------------------------------------------------------
     @property
@@ -180,7 +181,8 @@ class KubeProvider(Provider):
         """Another platform in the same cluster, with these settings, in a namespace of
         its own named ``platform`` (for a test that may break its platform); its
         ``destroy`` deletes only that namespace."""
-        st = {k: v for k, v in self.settings.items() if v is not None and k != "namespace"}
+        # not the host directory: a test's files there are its platform's, not the sibling's
+        st = {k: v for k, v in self.settings.items() if v is not None and k not in ("namespace", "host_dir")}
         return KubeProvider(platform, **st, namespace=platform, state_dir=state_root() / f"kube-{platform}",
                             timeout=self.timeout, api_timeout=self.api_timeout, poll_interval=self.poll_interval,
                             progress=self.say)

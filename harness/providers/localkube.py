@@ -8,10 +8,14 @@ What it fits to the deployer: the images the harness builds from the binaries
 it builds (:mod:`harness.images`), imported into the node's containerd and
 named by an image map; the cluster's own storage class (local volumes on this
 disk); the gateway as a NodePort Service on the node's address; the
-platform's own S3 server as a pod, with a bucket per store. Its target can do
-what any cluster's can, no more: its webhook receiver is the kube provider's,
-in the platform's namespace (:mod:`harness.providers.kube.webhook`), so that a
-run here proves the path EKS, GKE and any kubeconfig's cluster take.
+platform's own S3 server as a pod, with a bucket per store. Its webhook
+receiver is the kube provider's, in the platform's namespace
+(:mod:`harness.providers.kube.webhook`), so that a run here proves the path EKS,
+GKE and any kubeconfig's cluster take. What its target can do beyond any
+cluster's (:data:`CAPABILITIES`): 'otel-collector', since the node shares this
+machine's file system: the Collector's inbox is a directory here
+(``host/otelcol/inbox`` of its state, a hostPath in the pod) that the suites
+write into, and its OTLP port a node port on the node's address.
 
 State: ``$STACKPROOF_STATE/local-kube-<platform>/`` holds the kube provider's
 ``state.json`` and ``target.yaml`` and the cluster under ``cluster/``
@@ -28,11 +32,17 @@ from typing import Callable
 from .. import images, say
 from ..cluster.cluster import STORAGE_CLASS, LocalCluster
 from ..cluster.node import NODE_IP
+from ..components import LOG_SHIPPER, by_role
+from ..errors import StackproofError
 from ..releases import Release
 from ..target import Target
 from .base import SwapHook
 from .common import state_root
+from .kube.deployer import CAPABILITIES as KUBE_CAPABILITIES
 from .kubecluster import KubeProvider
+
+# every cluster's, and the Collector: its inbox a directory of this machine the node shares
+CAPABILITIES = [*KUBE_CAPABILITIES, "otel-collector"]
 
 
 class LocalKubeProvider(KubeProvider):
@@ -50,7 +60,8 @@ class LocalKubeProvider(KubeProvider):
         self.cluster = LocalCluster(state_dir / "cluster", progress=progress)
         super().__init__(platform, kubeconfig=self.cluster.kubeconfig_path(), namespace="stackproof",
                          storage_class=STORAGE_CLASS, gateway_service="NodePort", node_address=NODE_IP,
-                         state_dir=state_dir, timeout=timeout, progress=progress)
+                         host_dir=str(state_dir.resolve() / "host"), state_dir=state_dir, timeout=timeout,
+                         progress=progress)
 
     def create(self) -> None:
         """Start the cluster (its own images: the tools and the pod sandbox), unless it runs."""
@@ -75,11 +86,26 @@ class LocalKubeProvider(KubeProvider):
     def deploy(self, release: Release) -> Target:
         self.create()
         self._use_images(release)
-        return super().deploy(release)
+        return self._with_collector(super().deploy(release), release)
 
     def upgrade(self, release: Release, on_swap: SwapHook | None = None) -> Target:
         self._use_images(release)
-        return super().upgrade(release, on_swap)
+        return self._with_collector(super().upgrade(release, on_swap), release)
+
+    def _with_collector(self, target: Target, release: Release) -> Target:
+        """The kube provider's target and what only a cluster on this machine has (saved
+        again): the Collector, its inbox here and its OTLP port at the node's address."""
+        shipper = by_role(LOG_SHIPPER)
+        d = self.deployer
+        port = d._node_port(shipper)
+        if not port:
+            raise StackproofError(f"{shipper.name} (Service {d.namespace}/{shipper.name}) has no node port: "
+                                  "its OTLP port cannot be reached from this machine")
+        ctx = d.context(target.tenants)
+        target.otel_collector = {**shipper.published(ctx), "inbox": d.host_path(shipper.cluster.host_dirs[0]),
+                                 "otlp_url": f"http://{NODE_IP}:{port}"}
+        target.capabilities = list(CAPABILITIES)
+        return self._save_target(target, release)
 
     def destroy(self) -> dict[str, str]:
         """Stop the cluster (the namespace goes with it) and put the host back."""

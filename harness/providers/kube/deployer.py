@@ -79,10 +79,10 @@ class KubeDeployer(PlatformManifests):
                  volume_size: str = "10Gi", storage_class: str | None = None,
                  gateway_service: str = "LoadBalancer", node_address: str | None = None,
                  images: dict[str, str] | None = None, context: str | None = None,
-                 poll_interval: float = 2.0, progress: Callable[[str], None] = say):
+                 poll_interval: float = 2.0, progress: Callable[[str], None] = say, host_dir: str | None = None):
         super().__init__(namespace, storage, labels, platform=platform, service_annotations=service_annotations,
                          volume_size=volume_size, storage_class=storage_class, gateway_service=gateway_service,
-                         node_address=node_address, images=images)
+                         node_address=node_address, images=images, host_dir=host_dir)
         self.context_name = context
         self.api_timeout = api_timeout
         self.provider = provider

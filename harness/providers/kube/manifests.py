@@ -99,14 +99,17 @@ def _b64(data: str | bytes) -> str:
     return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
 
 
-def cluster_components(storage: dict | None = None) -> list[Component]:
+def cluster_components(storage: dict | None = None, host_shared: bool = False) -> list[Component]:
     """The components that run in a cluster, in the local provider's start and
     upgrade order (object store, stores, gateway, agent), for ``storage`` as the
     components see it (``PlatformContext.storage``). None: a cloud's bucket, which
-    does the object store's work, so that none runs in the cluster."""
+    does the object store's work, so that none runs in the cluster. A component the
+    harness hands files on this machine (``host_dirs``) runs only where the node
+    shares this machine's file system (``host_shared``)."""
+    shaped = [c for c in COMPONENTS if c.cluster is not None and (host_shared or not c.cluster.host_dirs)]
     if storage is None:
-        return [c for c in COMPONENTS if c.cluster is not None and c.role != OBJECT_STORE]
-    return [c for c in COMPONENTS if c.cluster is not None and c.enabled(storage)]
+        return [c for c in shaped if c.role != OBJECT_STORE]
+    return [c for c in shaped if c.enabled(storage)]
 
 
 def platform_images(catalog: Catalog | None = None) -> list[str]:
@@ -200,7 +203,8 @@ class PlatformManifests:
                  labels: dict[str, str] | None = None, *, platform: str | None = None,
                  service_annotations: dict[str, str] | None = None, volume_size: str = "10Gi",
                  storage_class: str | None = None, gateway_service: str = "LoadBalancer",
-                 node_address: str | None = None, images: dict[str, str] | None = None):
+                 node_address: str | None = None, images: dict[str, str] | None = None,
+                 host_dir: str | None = None):
         if not is_dns1123_label(namespace):
             raise ConfigError(f"namespace {namespace!r} is not a valid name (lowercase letters, digits, '-'; "
                               "at most 63)")
@@ -239,12 +243,17 @@ class PlatformManifests:
         self.object_storage_keys: tuple[str, str] | None = None
         # the platform's tenants, once known (the deployer reads them back from the cluster)
         self.tenants: list[Tenant] | None = None
+        # a directory of this machine the node shares (a cluster on this machine): the parent of
+        # the components' host directories (ClusterShape.host_dirs); None: no component has any
+        if host_dir is not None and not (isinstance(host_dir, str) and host_dir.startswith("/")):
+            raise ConfigError(f"host directory {host_dir!r} is not an absolute path")
+        self.host_dir = host_dir
 
     def components(self, tenants: list[Tenant] | None = None) -> list[Component]:
         """What runs in the cluster, in order: the object store first when no cloud bucket is given;
         a per-tenant component once for each of ``tenants`` (default: the platform's, once known;
         none while they are not)."""
-        found = cluster_components(self.storage if self.in_cluster_storage else None)
+        found = cluster_components(self.storage if self.in_cluster_storage else None, self.host_dir is not None)
         return instances(tenants if tenants is not None else self.tenants or [], found)
 
     @property
@@ -405,12 +414,18 @@ class PlatformManifests:
             spec["type"] = self.gateway_service
             if self.service_annotations and self.gateway_service == "LoadBalancer":
                 meta["annotations"] = dict(self.service_annotations)
-        elif c is self.object_store and self.gateway_service == "NodePort":
-            # reachable where the gateway is, so that the durability suite can list the bucket
+        elif (c is self.object_store or any(p.outside for p in c.cluster.ports)) and self.gateway_service == "NodePort":
+            # reachable where the gateway is, so that the durability suite can list the bucket (or the
+            # harness send to it)
             spec["type"] = "NodePort"
         else:
             spec["type"] = "ClusterIP"
         return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
+
+    def host_path(self, sub: str) -> str:
+        """Where a component's host directory ``sub`` (under data/) is on this machine."""
+        assert self.host_dir is not None
+        return str(PurePosixPath(self.host_dir) / sub)
 
     def kept_configmap(self, c: Component, ctx: PlatformContext) -> dict | None:
         """The ConfigMap of ``c``'s kept files (:meth:`Component.cluster_kept`) as a deploy
@@ -453,6 +468,11 @@ class PlatformManifests:
         for sub in shape.scratch:
             volumes.append({"name": sub, "emptyDir": {}})
             mounts.append({"name": sub, "mountPath": str(ROOT / sub)})
+        for i, sub in enumerate(shape.host_dirs):
+            assert self.host_dir is not None, f"{c.name} runs only where the node shares a host directory"
+            volumes.append({"name": f"host-{i}", "hostPath": {"path": self.host_path(sub),
+                                                              "type": "DirectoryOrCreate"}})
+            mounts.append({"name": f"host-{i}", "mountPath": str(ROOT / "data" / sub)})
         kept = c.cluster_kept(ctx) if ctx is not None else None
         if kept is not None:
             volumes.append({"name": "kept", "configMap": {"name": f"{c.name}{KEPT_SUFFIX}"}})
@@ -474,10 +494,10 @@ class PlatformManifests:
                                "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3},
         }
         env = self._credential_env(c)
-        if env:  # never a value: a reference to the Secret's key
-            container["env"] = [{"name": var, "valueFrom": {"secretKeyRef": {"name": OBJECT_STORAGE_SECRET,
-                                                                             "key": key}}}
-                                for var, key in env.items()]
+        refs = [(var, OBJECT_STORAGE_SECRET, key) for var, key in env.items()] + list(shape.secret_env)
+        if refs:  # never a value: a reference to the Secret's key
+            container["env"] = [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+                                for var, secret, key in refs]
         pod_spec: dict = {"containers": [container], "serviceAccountName": SERVICE_ACCOUNT,
                           "automountServiceAccountToken": False,
                           "terminationGracePeriodSeconds": int(c.stop_timeout) + 15, "enableServiceLinks": False}
