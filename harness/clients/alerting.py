@@ -6,6 +6,11 @@
   vmalert), the provider's rule files (:class:`ProviderLogRules`, same verbs).
 - :class:`RuleReads`: the Prometheus-format reads ``<base>/api/v1/rules`` and
   ``<base>/api/v1/alerts`` (Cortex under its PromQL path, vmalert under its prefix).
+- :class:`LogRules`: a tenant's log rule groups as the suites judge them: written where
+  the target keeps them (the provider's files, or a Loki ruler's API), read back from what
+  the rule evaluator itself reports loaded (:func:`as_loaded` of what was set against
+  :func:`reported` of its rules API). A file the provider wrote says nothing about what
+  the evaluator runs: it may not have reloaded, or have dropped a field.
 - :class:`AlertmanagerConfig`: the tenant's Alertmanager configuration (Cortex's
   ``/api/v1/alerts``: set, get, delete).
 - :class:`Alertmanager`: the Alertmanager v2 API: alerts and silences.
@@ -17,6 +22,8 @@ for the target file); a group is compared as the mapping it parses to, not as te
 from __future__ import annotations
 
 import datetime as dt
+import re
+from pathlib import PurePosixPath
 from urllib.parse import quote
 
 import requests
@@ -62,6 +69,11 @@ class RuleGroups:
         """Create or replace one group of ``namespace`` (the API answers 202)."""
         body = group if isinstance(group, str) else dump_group(group)
         return self.http.post(self._url(namespace), data=body.encode(), headers=YAML)
+
+    def read(self, *parts: str, headers: dict | None = None) -> requests.Response:
+        """The answer, whatever it is, to a read of the list, a namespace or one group
+        (``read()``, ``read(ns)``, ``read(ns, name)``): for a check that judges the status."""
+        return self.http.get(self._url(*parts), headers=headers)
 
     def get_group(self, namespace: str, name: str) -> dict | None:
         r = self.http.get(self._url(namespace, name))
@@ -118,6 +130,112 @@ class ProviderLogRules:
 
     def delete_namespace(self, namespace: str) -> None:
         self.provider.delete_log_rules(self.tenant.name, namespace)
+
+
+class LogRules:
+    """A tenant's log rule groups: set and deleted where the target keeps them (``files``:
+    the provider's rule files, :class:`ProviderLogRules`, or a Loki ruler's config API,
+    :class:`RuleGroups`), and read back from the rule evaluator's own rules API
+    (``reads``), never from those files: ``loaded()`` is what the evaluator reports it runs,
+    by namespace, and ``as_loaded(namespace, groups)`` what it must report for the groups
+    set. ``default_interval_s`` is the evaluator's interval for a group that sets none;
+    ``datasource_type`` the type it reports for a group that sets none (vmalert's
+    ``-rule.defaultRuleType``; None for an evaluator that reports no type, as Loki's)."""
+
+    def __init__(self, files, reads: "RuleReads", default_interval_s: float, datasource_type: str | None):
+        self.files = files
+        self.reads = reads
+        self.default_interval_s = default_interval_s
+        self.datasource_type = datasource_type
+
+    # -- the target's part: where the rule files are kept --------------------------------
+    def set_group(self, namespace: str, group: dict | str) -> None:
+        """Create or replace one group of ``namespace``; a refusal is a StackproofError line."""
+        r = self.files.set_group(namespace, group)
+        if isinstance(r, requests.Response):
+            _ok(r, f"set log rule group in {namespace}", (200, 201, 202))
+
+    def set_file(self, namespace: str, text: str) -> None:
+        """Install a whole rule file as given (what one group cannot make: two of one name)."""
+        self.files.provider.set_log_rules(self.files.tenant.name, namespace, text)
+
+    def delete_group(self, namespace: str, name: str) -> None:
+        self.files.delete_group(namespace, name)
+
+    def delete_namespace(self, namespace: str) -> None:
+        self.files.delete_namespace(namespace)
+
+    def kept(self) -> dict[str, list[dict]]:
+        """What the target keeps (the provider's files): namespace -> its groups as written."""
+        return self.files.list()
+
+    # -- the evaluator's part: what it reports loaded -------------------------------------
+    def loaded(self) -> dict[str, list[dict]]:
+        """namespace -> the groups the evaluator reports loaded from it (:func:`reported`),
+        by name; a read that is refused or fails raises (it is never "nothing loaded")."""
+        out: dict[str, list[dict]] = {}
+        for g in self.reads.groups():
+            rep = reported(g, self.datasource_type is not None)
+            out.setdefault(rep["namespace"], []).append(rep)
+        return {ns: sorted(gs, key=lambda g: g["name"]) for ns, gs in out.items()}
+
+    def as_loaded(self, namespace: str, groups: list[dict]) -> list[dict] | None:
+        """What the evaluator must report for ``groups`` set in ``namespace`` (None for none)."""
+        if not groups:
+            return None
+        return sorted((as_loaded(g, namespace, self.default_interval_s, self.datasource_type) for g in groups),
+                      key=lambda g: g["name"])
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def seconds(duration: str | int | float | None) -> float:
+    """A Prometheus duration (``1m30s``, ``500ms``; a number is seconds) in seconds, or ValueError."""
+    if duration is None:
+        return 0.0
+    if isinstance(duration, (int, float)):
+        return float(duration)
+    parts = _DURATION.findall(duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ValueError(f"{duration!r} is not a duration (e.g. 30s, 1m30s, 500ms)")
+    return float(sum(float(n) * _UNIT_S[u] for n, u in parts))
+
+
+def as_loaded(group: dict, namespace: str, default_interval_s: float, datasource_type: str | None) -> dict:
+    """What a rule evaluator's rules API reports for ``group`` loaded from ``namespace``, in
+    the form of :func:`reported`: its interval in seconds (the evaluator's default if unset),
+    its datasource type (the default if unset), each rule's kind, name, expression, labels
+    (the group's labels under the rule's own, as vmalert merges them), annotations and
+    ``for`` in seconds. Computed from what was set, never from what was read."""
+    group_labels = group.get("labels") or {}
+    out = {"namespace": namespace, "name": group["name"],
+           "interval_s": seconds(group["interval"]) if "interval" in group else float(default_interval_s),
+           "rules": [{"type": "alerting" if "alert" in r else "recording", "name": r.get("alert") or r.get("record"),
+                      "query": r["expr"], "labels": {**group_labels, **(r.get("labels") or {})},
+                      "annotations": (r.get("annotations") or {}) if "alert" in r else {},
+                      "for_s": seconds(r.get("for")) if "alert" in r else 0.0}
+                     for r in group.get("rules") or []]}
+    if datasource_type is not None:
+        out["type"] = group.get("type", datasource_type)
+    return out
+
+
+def reported(group: dict, with_type: bool = True) -> dict:
+    """One group of a Prometheus-format ``/api/v1/rules`` answer (vmalert's, a Loki or Cortex
+    ruler's), in the form of :func:`as_loaded`: its namespace is the file it was loaded
+    from (vmalert: the file's path, ``<namespace>.yml``; a ruler: the namespace itself)."""
+    name = PurePosixPath(group.get("file") or "").name
+    namespace = re.sub(r"\.ya?ml$", "", name)
+    out = {"namespace": namespace, "name": group.get("name"), "interval_s": float(group.get("interval") or 0),
+           "rules": [{"type": r.get("type"), "name": r.get("name"), "query": r.get("query"),
+                      "labels": r.get("labels") or {}, "annotations": r.get("annotations") or {},
+                      "for_s": float(r.get("duration") or 0)}
+                     for r in group.get("rules") or []]}
+    if with_type:
+        out["type"] = group.get("type")
+    return out
 
 
 class RuleReads:
@@ -177,6 +295,20 @@ class AlertmanagerConfig:
 
 def rfc3339(t: float) -> str:
     return dt.datetime.fromtimestamp(t, tz=dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+def parse_rfc3339(text: str) -> float:
+    """Seconds since the epoch of a Go ``time.Time`` in JSON (RFC 3339, up to nanoseconds,
+    any offset), or ValueError naming the text."""
+    m = _RFC3339.match(text or "")
+    if not m:
+        raise ValueError(f"{text!r} is not an RFC 3339 time")
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    base = dt.datetime.fromisoformat(m.group(1) + zone).timestamp()
+    return base + (int(m.group(2)) / 10 ** len(m.group(2)) if m.group(2) else 0.0)
 
 
 class Alertmanager:

@@ -1,12 +1,20 @@
 """Rule groups per tenant, through the gateway: set, list, get and delete come back
 equal; an invalid group is refused with a 4xx naming the problem and the tenant's
-groups are untouched. Metrics rules through the ruler's API; log rules the logs
-dialect's way (VictoriaLogs: the provider's rule files, checked by vmalert itself)."""
+groups are untouched. Metrics rules through the ruler's API. Log rules are set the logs
+dialect's way (VictoriaLogs: rule files the provider keeps and checks with vmalert
+itself, since vmalert has no write API) and judged by what the evaluator reports loaded
+through its rules API: every group, rule, expression, labels, annotations, interval and
+type as set, nothing after a delete. The provider's files are never the read-back: a
+provider that writes them but whose evaluator does not reload them fails here."""
 
 from __future__ import annotations
 
-import pytest
+import time
 
+import pytest
+import yaml
+
+from fixtures.alerting import rules_load_timeout
 from fixtures.defects import known_defect
 from harness.errors import StackproofError
 
@@ -97,22 +105,48 @@ def test_a_metrics_rule_group_with_an_unknown_field_is_refused(target, metrics_r
 def log_group(test_id: str, name: str = "logs") -> dict:
     return {"name": f"{name}-{test_id}", "interval": "1s",
             "rules": [{"record": "stackproof:log_lines:count",
-                       "expr": f'test:"{test_id}" | stats count() as lines'}]}
+                       "expr": f'test:"{test_id}" | stats count() as lines', "labels": {"test": test_id}}]}
 
 
-def test_log_rule_groups_set_list_get_delete(log_rules, tenant_a, test_id, check):
+def log_alert_group(test_id: str) -> dict:
+    return {"name": f"c-{test_id}", "interval": "2s",
+            # never true (no such lines are written): it must not notify anyone
+            "rules": [{"alert": "StackproofLogRulesAPI",
+                       "expr": f'test:"{test_id}" "ERROR" | stats count() as n | filter n:>0',
+                       "for": "1m30s", "labels": {"severity": "page", "test": test_id},
+                       "annotations": {"summary": "{{ $value }} errors in {{ $labels.test }}"}},
+                      {"record": "stackproof:log_errors:count", "expr": f'test:"{test_id}" | stats count() as n'}]}
+
+
+def loaded_as(check, rules, target, ns: str, groups: list[dict], what: str):
+    """What the evaluator reports loaded from ``ns`` becomes what ``groups`` set there must
+    load as (nothing for none), within the bound of a rule file's reload; a diff if not."""
+    want = rules.as_loaded(ns, groups)
+    got = check.visible("alert", lambda: rules.loaded().get(ns), lambda g: g == want, what,
+                        timeout=rules_load_timeout(target), settle=True)
+    check.equal(got, want, what)
+
+
+def test_log_rule_groups_set_list_get_delete(target, log_rules, tenant_a, test_id, check):
     rules = log_rules(tenant_a)
     ns = f"ns-{test_id}"
-    groups = [log_group(test_id, "a"), log_group(test_id, "b")]
-    for g in groups:
-        rules.set_group(ns, g)
-    for g in groups:
-        check.equal(rules.get_group(ns, g["name"]), g, f"log group {g['name']} read back")
-    check.equal(rules.list().get(ns), groups, "the namespace's log groups")
-    rules.delete_group(ns, groups[0]["name"])
-    check.equal(rules.list().get(ns), [groups[1]], "one log group deleted, the other stays")
-    rules.delete_namespace(ns)
-    check.equal(rules.list().get(ns), None, "the log namespace is gone")
+    groups = [log_group(test_id, "a"), log_group(test_id, "b"), log_alert_group(test_id)]
+    try:
+        for g in groups:
+            rules.set_group(ns, g)
+        loaded_as(check, rules, target, ns, groups, "the evaluator reports the namespace's log groups as set")
+        replaced = {**groups[1], "interval": "3s",
+                    "rules": [{**groups[1]["rules"][0], "labels": {"test": test_id, "replaced": "yes"}}]}
+        rules.set_group(ns, replaced)
+        loaded_as(check, rules, target, ns, [groups[0], replaced, groups[2]],
+                  "the evaluator reports the replaced log group, the others as they were")
+        rules.delete_group(ns, groups[0]["name"])
+        loaded_as(check, rules, target, ns, [replaced, groups[2]],
+                  "one log group deleted: the evaluator no longer reports it, the others stay")
+        rules.delete_namespace(ns)
+        loaded_as(check, rules, target, ns, [], "the log namespace deleted: the evaluator reports none of it")
+    finally:
+        rules.delete_namespace(ns)
 
 
 INVALID_LOG_GROUPS = {
@@ -127,23 +161,28 @@ INVALID_LOG_GROUPS = {
 
 
 @pytest.mark.parametrize("case", INVALID_LOG_GROUPS)
-def test_an_invalid_log_rule_group_is_refused_and_nothing_stored_is_harmed(log_rules, tenant_a, test_id, check,
-                                                                            case):
+def test_an_invalid_log_rule_group_is_refused_and_nothing_stored_is_harmed(target, log_rules, tenant_a, test_id,
+                                                                            check, case):
     rules = log_rules(tenant_a)
     ns = f"ns-{test_id}"
     kept = log_group(test_id)
-    rules.set_group(ns, kept)
-    bad, names = INVALID_LOG_GROUPS[case]
-    with pytest.raises(StackproofError) as refused:
-        if isinstance(bad, list):  # a whole file: what a set of one group cannot make
-            import yaml
-            rules.provider.set_log_rules(tenant_a.name, ns, yaml.safe_dump({"groups": bad}))
-        else:
-            rules.set_group(ns, bad)
-    message = str(refused.value)
     try:
+        rules.set_group(ns, kept)
+        loaded_as(check, rules, target, ns, [kept], "the valid log group loaded first")
+        bad, names = INVALID_LOG_GROUPS[case]
+        with pytest.raises(StackproofError) as refused:
+            if isinstance(bad, list):  # a whole file: what a set of one group cannot make
+                rules.set_file(ns, yaml.safe_dump({"groups": bad}))
+            else:
+                rules.set_group(ns, bad)
+        message = str(refused.value)
         check.true(names.lower() in message.lower() and "\n" not in message,
                    f"the refusal of {case} is one line naming the problem", message[:300])
-        check.equal(rules.list().get(ns), [kept], "the tenant's log groups are untouched")
+        # the provider's part: the file it keeps is the one before; the evaluator's: still loaded as set
+        check.equal(rules.kept().get(ns), [kept], "the tenant's log rule file is untouched")
+        # a bad file installed anyway would be read within one reload: wait that long, then judge
+        time.sleep(2 * target.alerting.poll_interval_s + target.alerting.evaluation_interval_s)
+        check.equal(rules.loaded().get(ns), rules.as_loaded(ns, [kept]),
+                    "the evaluator still reports the tenant's log group as set")
     finally:
         rules.delete_namespace(ns)
