@@ -57,14 +57,6 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "runc, busybox-static, gcc, nginx",
 }
 
-# sites another change of issue 17 is removing (not checked for staleness, so that change can land on its
-# own): delete each entry once its site is gone
-MOVING: dict[tuple[str, str, str], str] = {
-    ("suites/metrics/test_roundtrip.py", "test_negative_zero_keeps_its_sign", "mark.xfail"):
-        "a static xfail being moved into the defects table as a known_defect with its signature (item 3)",
-}
-
-
 @dataclass(frozen=True)
 class Site:
     path: str
@@ -185,12 +177,11 @@ def judge(sites: list[Site], allowed: dict[tuple[str, str, str], str]) -> tuple[
 
 def test_every_skip_and_xfail_site_is_declared():
     sites = scan(REPO)
-    bad, stale = judge(sites, {**ALLOWED, **MOVING})
-    stale = [k for k in stale if tuple(k.split(" / ")) not in MOVING]
+    bad, stale = judge(sites, ALLOWED)
     assert bad == [], "skips and xfails that are neither a declared capability, root, nor a known defect " \
                       "(make the target declare it, or add an entry to ALLOWED with its reason):\n" + "\n".join(bad)
     assert stale == [], "ALLOWED entries that match no site any more (remove them):\n" + "\n".join(stale)
-    assert all(reason.strip() for reason in [*ALLOWED.values(), *MOVING.values()])
+    assert all(reason.strip() for reason in ALLOWED.values())
     # the scan sees the sites it must: the capability guards, root, and known_defect's xfail
     whys = {s.why for s in sites}
     assert {"capability", "root", "known_defect"} <= whys, whys
