@@ -18,6 +18,10 @@ function against a real webhook receiver fed what an Alertmanager would send.
   groups the way vmalert v1.121.0 does. One that loaded the files once and never
   reloaded, and one that after a restart reports the groups without their labels and
   annotations, must fail: the files say what was set either way.
+- The upgrade's alerting case (suites/upgrade/test_upgrade_alerting.py): a target
+  without 'log-alerting' and 'alerting-webhook' makes its log rules and notifications
+  parts skips that name the capability, and ``--no-skips`` fails the run naming both,
+  where the one test used to leave them out with an ``if`` and pass.
 - Notifications (suites/alerting/_timeline.py): a receiver fed a late duplicate of the
   firing notification after a silence expires, and one fed an alert that resolved
   long before its condition's window ended (no repeats), must fail.
@@ -257,12 +261,12 @@ def log_rules(target, platform_control):
 '''
 
 
-def _target_file(where: Path, url: str) -> Path:
+def _target_file(where: Path, url: str, capabilities: list[str] | None = None) -> Path:
     data = {"name": "standin", "provider": "existing", "gateway_url": url,
             "tenants": [{"name": n, "token": t, "account_id": ACCOUNTS[n],
                          "role": {"stackproof-system": "system", "limited": "limited"}.get(n, "user")}
                         for t, n in TOKENS.items()],
-            "capabilities": ["metrics", "logs", "alerting", "log-alerting"],
+            "capabilities": capabilities or ["metrics", "logs", "alerting", "log-alerting"],
             "alerting": {"logs_rules_path": "/vmalert", "evaluation_interval_s": 1, "poll_interval_s": 0.2,
                          "alertmanager_poll_interval_s": 0.2, "resend_delay_s": 1}}
     path = where / "standin.yaml"
@@ -339,6 +343,37 @@ def test_an_evaluator_that_loses_labels_at_a_restart_fails_the_log_rule_kill_che
     assert code == 1 and "1 failed" in out, out
     assert "the log rule group the evaluator reports after kill -9" in out, out
     assert '"severity": "page"' in out, out  # the diff names what the evaluator lost
+
+
+UPGRADE = "suites.upgrade.test_upgrade_alerting"
+UPGRADE_PARTS = ("test_log_rule_groups_survive_the_upgrade_and_the_rollback",
+                 "test_notifications_across_the_upgrade_and_the_rollback")
+
+
+@pytest.mark.parametrize("no_skips", [False, True], ids=["plain", "no-skips"])
+def test_upgrade_alerting_parts_a_target_lacks_are_skips_that_no_skips_names(tmp_path, no_skips):
+    # before: one test that dropped log rules and notifications with an 'if' and passed
+    (tmp_path / "conftest.py").write_text("")
+    platform = StandinPlatform(tmp_path)
+    try:
+        target = _target_file(tmp_path, platform.url, ["metrics", "logs", "alerting"])
+        # the parts and the module's own fixtures, as the suite module has them
+        names = ", ".join(("across", "log_alerting", "upgrade_test_id") + UPGRADE_PARTS)
+        (tmp_path / "test_upgrade_parts.py").write_text(f"from {UPGRADE} import {names}  # noqa: F401\n")
+        r = run_pytest(tmp_path, "test_upgrade_parts.py", "--provider", "existing", "--target-file", str(target),
+                       *(["--no-skips"] if no_skips else []), timeout=120)
+    finally:
+        platform.close()
+    out = r.stdout + r.stderr
+    assert "2 skipped" in out and "has no 'log-alerting' capability" in out, out
+    assert "has no 'alerting-webhook' capability" in out, out  # each skip names what the target lacks
+    lines = [ln for ln in out.splitlines() if ln.startswith("stackproof: --no-skips:")]
+    if no_skips:
+        assert r.returncode == 1, out
+        assert lines == ["stackproof: --no-skips: 2 tests skipped: " + ", ".join(
+            f"test_upgrade_parts.py::{name}" for name in UPGRADE_PARTS)], out
+    else:
+        assert r.returncode == 0 and not lines, out
 
 
 # -- the notification judgements against a real receiver ----------------------------------

@@ -9,7 +9,8 @@ each part the target has, swaps the releases, and keeps what it read after each 
 each part is then a test of its own that judges what was kept. The metrics ruler and
 Alertmanager part always runs (every platform stackproof builds has them); the log
 rules part skips only through the capability (``need(target, 'log-alerting')``), the
-notifications part only through ``alert_receiver`` ('alerting-webhook'), so that
+notifications part only through ``alert_receiver`` ('alerting-webhook'), both before
+the upgrade is made (session-scoped, so they come first), so that
 ``--no-skips`` (the upgrade gate) names a part a target leaves out rather than the
 case narrowing itself and passing.
 
@@ -161,8 +162,14 @@ def test_metrics_rules_config_silence_and_a_firing_alert_survive_the_upgrade_and
         check.equal(across.firing[what], ["firing"], f"the alert firing {what}")
 
 
-def test_log_rule_groups_survive_the_upgrade_and_the_rollback(target, across, check):
+@pytest.fixture(scope="session")
+def log_alerting(target) -> None:
+    """Skips, naming the capability, for a target without 'log-alerting': session-scoped, so
+    that it runs before the module's upgrade is made for a test that cannot use it."""
     need(target, "log-alerting")
+
+
+def test_log_rule_groups_survive_the_upgrade_and_the_rollback(log_alerting, across, check):
     for what in across.phases:
         check.equal(across.log_loaded[what], across.log_want,
                     f"the log rule group as the evaluator reports it loaded {what}")
