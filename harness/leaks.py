@@ -7,9 +7,11 @@ the suites receive.
   Allure, report.json) and by the security suite over the component logs: which
   files hold a tenant's token or the object storage's secret key. It names the
   file and whose secret it holds, never the secret.
-- The process knows every secret of every target a client was made for
-  (:func:`remember`); :func:`redact` replaces each in a text with whose it is,
-  so a check's failure message, a diff or an attachment that quotes a response
+- The process knows the secrets of the platforms its run provisioned or loaded
+  (:func:`remember`, called by the pytest plugin for the run's target and every
+  ``own_platform``; never by a client, so a stand-in target of the harness's
+  own tests never turns ordinary text into a leak); :func:`redact` replaces
+  each in a text with whose it is, so a check's failure message, a diff or an attachment that quotes a response
   (a platform's error page may echo the caller's token) never carries one.
 - :func:`scan_response` is called by the HTTP clients on every response body
   they receive; a body that holds a known secret is a finding of the platform
@@ -28,15 +30,19 @@ from .target import Target
 _lock = threading.Lock()
 _known: dict[bytes, str] = {}  # secret -> whose it is ("tenant a's token")
 _found: list[str] = []  # "<request> -> <status>: the response body holds <whose>"
+# a secret shorter than this is not looked for: it would be found in ordinary text (a token "t" is in
+# every English sentence); the platforms stackproof makes use 43-character tokens
+MIN_SECRET_BYTES = 8
 
 
 def secrets_of(target: Target) -> dict[str, bytes]:
-    """Whose secret -> the secret: every tenant's token, and the object storage key if published."""
+    """Whose secret -> the secret: every tenant's token, and the object storage key if published
+    (those of at least :data:`MIN_SECRET_BYTES`)."""
     out = {f"tenant {t.name}'s token": t.token.encode() for t in target.tenants}
     key = (target.object_storage or {}).get("secret_access_key")
     if key:
         out["the object storage secret key"] = key.encode()
-    return out
+    return {whose: secret for whose, secret in out.items() if len(secret) >= MIN_SECRET_BYTES}
 
 
 def find_leaks(files: Iterable[Path], secrets: dict[str, bytes]) -> list[str]:
@@ -66,8 +72,7 @@ def remember(target: Target) -> None:
     """Know the secrets of ``target`` in this process, for :func:`redact` and :func:`scan_response`."""
     with _lock:
         for whose, secret in secrets_of(target).items():
-            if secret:
-                _known.setdefault(secret, whose)
+            _known.setdefault(secret, whose)
 
 
 def known() -> dict[str, bytes]:

@@ -942,11 +942,13 @@ class StandIn:
                 continue
             revision = f"{name}-" + hashlib.sha256(json.dumps(sts["spec"]["template"], sort_keys=True)
                                                    .encode()).hexdigest()[:10]
+            # the moment is taken before the status is written: the deployer may read it before this
+            # thread runs its next line
+            self.marked.setdefault(name, []).append((gen, time.monotonic()))
             self._patch_status(f"/apis/apps/v1/namespaces/{self.ns}/statefulsets/{name}", {
                 "observedGeneration": gen, "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1,
                 "currentReplicas": 1, "availableReplicas": 1, "currentRevision": revision,
                 "updateRevision": revision})
-            self.marked.setdefault(name, []).append((gen, time.monotonic()))
         svc = self.api.get("v1", "Service", "gateway", self.ns)
         if self.lb and svc and svc["spec"].get("type") == "LoadBalancer" and not svc.get("status", {}).get(
                 "loadBalancer", {}).get("ingress"):
@@ -1434,11 +1436,11 @@ class NodeStandIn(StandIn):
                 continue
             revision = f"{name}-" + hashlib.sha256(json.dumps(sts["spec"]["template"], sort_keys=True)
                                                    .encode()).hexdigest()[:10]
+            self.marked.setdefault(name, []).append((gen, time.monotonic()))  # before: as above
             self._patch_status(f"/apis/apps/v1/namespaces/{self.ns}/statefulsets/{name}", {
                 "observedGeneration": gen, "replicas": want, "readyReplicas": want, "updatedReplicas": want,
                 "currentReplicas": want, "availableReplicas": want, "currentRevision": revision,
                 "updateRevision": revision})
-            self.marked.setdefault(name, []).append((gen, time.monotonic()))
         for helper in self.api.list(f"{base}/pods", "app.kubernetes.io/component=kill"):
             if (helper.get("status") or {}).get("phase") == "Succeeded":
                 continue

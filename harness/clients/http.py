@@ -1,9 +1,10 @@
 """An HTTP session that authenticates as one tenant and trusts the platform CA.
 
-Every response body it receives is scanned for the known secrets (every
-tenant's token of every target a session was made for): a platform whose error
-page echoes the caller's token is a finding (:func:`harness.leaks.scan_response`),
-which the fixtures turn into a failure of the test that received it."""
+Every response body it receives is scanned for the known secrets (those of
+the platforms the run provisioned or loaded, :func:`harness.leaks.remember`):
+a platform whose error page echoes the caller's token is a finding
+(:func:`harness.leaks.scan_response`), which the fixtures turn into a failure of
+the test that received it."""
 
 from __future__ import annotations
 
@@ -37,7 +38,6 @@ class TenantHTTP(requests.Session):
         self.verify = target.verify
         self.default_timeout = timeout
         self.headers["User-Agent"] = USER_AGENT
-        leaks.remember(target)
         if tenant is not None:
             self.headers["Authorization"] = f"Bearer {tenant.token}"
 

@@ -25,7 +25,7 @@ from ..components import (COMPONENTS, LOG_SHIPPER, LOGS_RULER, LOGS_STORE, ROLES
 from ..components.s3 import S3Server, new_credentials
 from ..components.vmalert import BASE_RULES, check_groups, check_namespace, vmalert_dry_run
 from ..errors import StackproofError
-from ..ports import free_ports, require_free
+from ..ports import require_free, stable_ports
 from ..procs import Supervised
 from ..releases import Release
 from ..target import DEFAULT_LIMITS, Target, logs_fields
@@ -137,7 +137,7 @@ class LocalProvider(Provider):
         names = [n for c in instances(tenants) for n in c.port_names]
         if self.gateway_port:
             require_free(self.gateway_port, "the gateway")
-        ports = dict(zip(names, free_ports(len(names))))
+        ports = dict(zip(names, stable_ports(len(names))))
         if self.gateway_port:
             ports["gateway"] = self.gateway_port
         tls = write_platform_pki(self.root / "tls", self.platform)
