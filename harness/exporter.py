@@ -38,7 +38,10 @@ def _varint(n: int) -> bytes:
 
 
 class HistogramExporter:
-    """Serves ``name{labels}`` on ``http://127.0.0.1:<port>/metrics`` until :meth:`close`."""
+    """Serves ``name{labels}`` on ``http://<host>:<port>/metrics`` until :meth:`close`, at a port
+    the kernel picks. ``host``: loopback for an agent on this machine; for one in a pod, the
+    address of this machine the pods reach (a target's ``agent_scrape_host``: on local-kube the
+    host's end of the node's veth, whose guard lets a pod reach only the kernel's ephemeral ports)."""
 
     def __init__(self, name: str, labels: dict[str, str], observations: Sequence[float],
                  classic_bounds: Sequence[float], host: str = "127.0.0.1"):

@@ -35,6 +35,8 @@ tested by writing one by hand. Example::
     durability:                     # declared, and proven by the durability suite
       logs: {crash_loss_seconds: 3} # acknowledged seconds a kill -9 may lose (default 0)
       metrics: {object_storage: true}   # data outlives the store's local disk
+    agent_scrape_dir: /srv/scrape   # capability agent-scrape: *.json file service discovery lists the agent reads
+    agent_scrape_host: 127.0.0.1    # where an exporter listed there listens for the agent to reach it (default)
 
 Tokens are secrets: they are never part of ``repr`` and the CLI never prints them.
 """
@@ -209,6 +211,9 @@ class Target:
     # capability 'agent-scrape': the directory whose *.json files (Prometheus file service discovery)
     # list exporters for the agent to scrape, as the system tenant
     agent_scrape_dir: str | None = None
+    # the address of this machine an exporter listed there listens on so that the agent reaches it: loopback
+    # where the agent runs on this machine; a cluster's pods reach it elsewhere (local-kube: its veth's end)
+    agent_scrape_host: str = "127.0.0.1"
     path: Path | None = field(default=None, repr=False, compare=False)
 
     # -- tenants -------------------------------------------------------
@@ -301,6 +306,8 @@ class Target:
             d["otel_collector"] = dict(self.otel_collector)
         if self.agent_scrape_dir:
             d["agent_scrape_dir"] = self.agent_scrape_dir
+        if self.agent_scrape_host != "127.0.0.1":
+            d["agent_scrape_host"] = self.agent_scrape_host
         return d
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -350,7 +357,7 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
 
     known = {"name", "provider", "release", "gateway_url", "ca_file", "metrics", "logs",
              "tenants", "capabilities", "components", "limits", "logs_dir", "object_storage", "durability",
-             "alerting", "otel_collector", "agent_scrape_dir"}
+             "alerting", "otel_collector", "agent_scrape_dir", "agent_scrape_host"}
     for key in data:
         if key not in known:
             raise bad(str(key), f"is not a target field (known: {', '.join(sorted(known))})")
@@ -494,6 +501,12 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
         if otelcol["tenant"] not in {t.name for t in tenants}:
             raise bad("otel_collector.tenant", f"names no tenant of this target: {otelcol['tenant']!r}")
 
+    scrape_host = data.get("agent_scrape_host", "127.0.0.1")
+    try:
+        ipaddress.ip_address(scrape_host if isinstance(scrape_host, str) else None)  # 7 is no address here
+    except (TypeError, ValueError):
+        raise bad("agent_scrape_host", f"must be an IP address of this machine, got {scrape_host!r}") from None
+
     kwargs = {k: v for k, v in paths.items() if v is not None}
     return Target(
         name=name,
@@ -513,6 +526,7 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
         metrics_otlp_promoted=list(promoted),
         otel_collector=dict(otelcol) if otelcol else None,
         agent_scrape_dir=opt_str("agent_scrape_dir", None),
+        agent_scrape_host=scrape_host,
         **kwargs,
     )
 

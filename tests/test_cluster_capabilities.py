@@ -24,8 +24,9 @@ LOCAL = ["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp"
 # directory (files a test writes on this machine, which a cloud's node cannot see)
 CLUSTER = ["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp", "alerting", "log-alerting",
            "alerting-webhook"]
-# the local cluster: its node shares this machine's files, so the Collector's inbox is here
-LOCAL_KUBE = [*CLUSTER, "otel-collector"]
+# the local cluster: its node shares this machine's files, so the Collector's inbox and the agent's
+# scrape directory are here (and its pods reach the exporters at the host's end of the node's veth)
+LOCAL_KUBE = [*CLUSTER, "otel-collector", "agent-scrape"]
 
 
 def drift(provider: str, got: list[str], want: list[str]) -> str:
@@ -56,7 +57,7 @@ def test_the_kube_deployers_list_and_local_kubes_additions():
     from harness.providers.kube import CAPABILITIES
     from harness.providers.localkube import CAPABILITIES as LOCAL
     assert drift("kube deployer", CAPABILITIES, CLUSTER) == ""
-    # what LocalKubeProvider._with_collector gives its target, after the kube provider's (below)
+    # what LocalKubeProvider._with_this_machines gives its target, after the kube provider's (below)
     assert drift("local-kube", LOCAL, LOCAL_KUBE) == ""
 
 

@@ -38,6 +38,8 @@ class PlatformContext:
     # how to reach a port by name when it is not on ``host`` (in a cluster: a
     # Service's DNS name); a port not named here is on ``host``
     hosts: dict[str, str] = field(default_factory=dict)
+    # in a cluster: its node shares this machine's file system, so a ClusterShape's shared_dirs are mounted
+    host_shared: bool = False
 
     @property
     def bind_host(self) -> str:
@@ -164,6 +166,10 @@ class ClusterShape:
     host_dirs: tuple[str, ...] = ()
     # environment variables from its Secrets: (variable, Secret, key); a value is never in a manifest
     secret_env: tuple[tuple[str, str, str], ...] = ()
+    # directories under data/ the harness writes into on this machine, as host_dirs, but which the component
+    # does without: mounted where the node shares this machine's files (local-kube), absent elsewhere, where
+    # the component runs all the same without what they serve (the agent's scrape list: only the platform)
+    shared_dirs: tuple[str, ...] = ()
 
     def image_for(self, version: str | None) -> str:
         tag = self.tag

@@ -3,7 +3,14 @@ and the exporters a test lists in its scrape directory (native histograms
 too), and remote-writes them (2.0, with native histograms) through the
 gateway with the system tenant's token.
 In a cluster: the official image (it runs as ``nobody``), the token from a
-Secret and the platform CA to trust the gateway."""
+Secret and the platform CA to trust the gateway. The exporters a test lists
+are scraped there only where the node shares this machine's file system (the
+local cluster): the scrape directory is a directory of this machine
+(``agent-scrape`` under the provider's host directory) mounted read-only into
+the pod, and the exporters listen where the pods reach this machine (the
+target's ``agent_scrape_host``). Elsewhere the pod has no such directory, and
+its configuration no exporters job: the agent scrapes the platform only, and
+the target does not declare 'agent-scrape'."""
 
 from __future__ import annotations
 
@@ -46,6 +53,7 @@ SPEC = BinarySpec(
 
 
 EXPORTERS_JOB = "stackproof-exporters"
+SCRAPE = "agent-scrape"  # in a cluster: the scrape directory, under data/ (a directory of this machine)
 
 
 def system_token(tenants) -> str:
@@ -66,7 +74,7 @@ class PrometheusAgent(Component):
     cluster = ClusterShape(
         image="prom/prometheus", tag="{version}", binary="/bin/prometheus",
         ports=(ClusterPort("http", 9090, "prometheus"),), probe=("/-/ready", "http"), uid=65534,
-        secrets=(token_file,), tls=("ca",))
+        secrets=(token_file,), tls=("ca",), shared_dirs=(SCRAPE,))
 
     def config(self, ctx: PlatformContext) -> dict:
         from . import scraped  # the catalog imports this module
@@ -98,8 +106,9 @@ class PrometheusAgent(Component):
         }
 
     def scrape_dir(self, ctx: PlatformContext) -> Path:
-        """Where a test lists the exporters it starts (file service discovery, ``*.json``)."""
-        return ctx.config_dir / "scrape"
+        """Where a test lists the exporters it starts (file service discovery, ``*.json``): on this
+        machine under config/; in a pod the directory of this machine mounted under data/."""
+        return ctx.data_dir / SCRAPE if ctx.host_shared else ctx.config_dir / "scrape"
 
     def configure(self, ctx: PlatformContext, version: str | None) -> None:
         (ctx.data_dir / "prometheus").mkdir(parents=True, exist_ok=True)
@@ -123,9 +132,11 @@ class PrometheusAgent(Component):
         return http_ready(f"{ctx.url('prometheus')}/-/ready")
 
     def cluster_files(self, ctx: PlatformContext, version: str | None) -> dict[str, str]:
-        # no exporters job in a pod: nothing of the harness's can list targets in its file system
+        # the exporters job only where the scrape directory is one of this machine's (the node shares its
+        # files): elsewhere nothing of the harness's can list targets in the pod's file system
         cfg = self.config(ctx)
-        cfg["scrape_configs"] = [sc for sc in cfg["scrape_configs"] if sc["job_name"] != EXPORTERS_JOB]
+        if not ctx.host_shared:
+            cfg["scrape_configs"] = [sc for sc in cfg["scrape_configs"] if sc["job_name"] != EXPORTERS_JOB]
         return {"prometheus.yml": yaml.safe_dump(cfg, sort_keys=False)}
 
     def cluster_secrets(self, tenants) -> dict[str, dict[str, str]]:

@@ -12,10 +12,15 @@ platform's own S3 server as a pod, with a bucket per store. Its webhook
 receiver is the kube provider's, in the platform's namespace
 (:mod:`harness.providers.kube.webhook`), so that a run here proves the path EKS,
 GKE and any kubeconfig's cluster take. What its target can do beyond any
-cluster's (:data:`CAPABILITIES`): 'otel-collector', since the node shares this
-machine's file system: the Collector's inbox is a directory here
+cluster's (:data:`CAPABILITIES`), since the node shares this machine's file
+system: 'otel-collector', the Collector's inbox a directory here
 (``host/otelcol/inbox`` of its state, a hostPath in the pod) that the suites
-write into, and its OTLP port a node port on the node's address.
+write into, and its OTLP port a node port on the node's address; and
+'agent-scrape', the agent's scrape directory a directory here
+(``host/agent-scrape``, mounted read-only into the agent's pod) where a test
+lists its exporters, which listen at the host's end of the node's veth
+(``HOST_IP``, at a port the kernel picks: the one way the node's guard lets a
+pod's TCP reach this machine, :mod:`harness.cluster.node`).
 
 State: ``$STACKPROOF_STATE/local-kube-<platform>/`` holds the kube provider's
 ``state.json`` and ``target.yaml`` and the cluster under ``cluster/``
@@ -31,8 +36,8 @@ from typing import Callable
 
 from .. import images, say
 from ..cluster.cluster import STORAGE_CLASS, LocalCluster
-from ..cluster.node import NODE_IP
-from ..components import LOG_SHIPPER, by_role
+from ..cluster.node import HOST_IP, NODE_IP
+from ..components import LOG_SHIPPER, SENDER, by_role
 from ..errors import StackproofError
 from ..releases import Release
 from ..target import Target
@@ -41,8 +46,8 @@ from .common import state_root
 from .kube.deployer import CAPABILITIES as KUBE_CAPABILITIES
 from .kubecluster import KubeProvider
 
-# every cluster's, and the Collector: its inbox a directory of this machine the node shares
-CAPABILITIES = [*KUBE_CAPABILITIES, "otel-collector"]
+# every cluster's, the Collector and the agent's scrape list: directories of this machine the node shares
+CAPABILITIES = [*KUBE_CAPABILITIES, "otel-collector", "agent-scrape"]
 
 
 class LocalKubeProvider(KubeProvider):
@@ -86,15 +91,16 @@ class LocalKubeProvider(KubeProvider):
     def deploy(self, release: Release) -> Target:
         self.create()
         self._use_images(release)
-        return self._with_collector(super().deploy(release), release)
+        return self._with_this_machines(super().deploy(release), release)
 
     def upgrade(self, release: Release, on_swap: SwapHook | None = None) -> Target:
         self._use_images(release)
-        return self._with_collector(super().upgrade(release, on_swap), release)
+        return self._with_this_machines(super().upgrade(release, on_swap), release)
 
-    def _with_collector(self, target: Target, release: Release) -> Target:
+    def _with_this_machines(self, target: Target, release: Release) -> Target:
         """The kube provider's target and what only a cluster on this machine has (saved
-        again): the Collector, its inbox here and its OTLP port at the node's address."""
+        again): the Collector, its inbox here and its OTLP port at the node's address; the agent's
+        scrape directory here, and the address its exporters listen on for the pods to reach them."""
         shipper = by_role(LOG_SHIPPER)
         d = self.deployer
         port = d._node_port(shipper)
@@ -104,6 +110,10 @@ class LocalKubeProvider(KubeProvider):
         ctx = d.context(target.tenants)
         target.otel_collector = {**shipper.published(ctx), "inbox": d.host_path(shipper.cluster.host_dirs[0]),
                                  "otlp_url": f"http://{NODE_IP}:{port}"}
+        sender = by_role(SENDER)
+        scrape = Path(d.host_path(sender.cluster.shared_dirs[0]))
+        scrape.mkdir(parents=True, exist_ok=True)  # as the pod's hostPath would (DirectoryOrCreate): a test's to write
+        target.agent_scrape_dir, target.agent_scrape_host = str(scrape), HOST_IP
         target.capabilities = list(CAPABILITIES)
         return self._save_target(target, release)
 

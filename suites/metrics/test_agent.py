@@ -36,15 +36,26 @@ def test_agent_series_arrive_under_the_system_tenant_only(target, tenants, check
 def test_the_agent_sends_a_scraped_histogram_native_and_classic_bucket_by_bucket(target, test_id, check):
     """The agent scrapes an exporter of the harness's (protobuf exposition: the histogram
     in native schema-0 buckets and in classic buckets at once) and sends it with remote
-    write 2.0; both come back from the store exactly as the exporter served them."""
+    write 2.0; both come back from the store exactly as the exporter served them.
+
+    The exporter listens at the target's ``agent_scrape_host`` (loopback where the agent
+    runs on this machine; where a cluster's pods reach this machine otherwise) and is
+    listed in ``agent_scrape_dir``. That the agent scraped it at all is checked first, so
+    a list the agent does not read, or an exporter it cannot reach, is named as such
+    rather than as a histogram that never arrived."""
     if not target.has("agent-scrape"):
         pytest.skip(f"target {target.name!r} has no 'agent-scrape' capability (exporters the agent scrapes)")
     observations = [0.0, 0.3, 0.7, 1.0, 1.5, 2.0, 3.0, 3.5, 6.0, 6.0, 100.0]
     name = "stackproof_agent_histogram"
-    with HistogramExporter(name, {"stackproof_test": test_id}, observations, [0.5, 1.0, 2.0, 4.0]) as ex:
+    with HistogramExporter(name, {"stackproof_test": test_id}, observations, [0.5, 1.0, 2.0, 4.0],
+                           host=target.agent_scrape_host) as ex:
         listing = Path(target.agent_scrape_dir) / f"{test_id}.json"
         listing.write_text(json.dumps([{"targets": [ex.address], "labels": {"stackproof_test": test_id}}]))
         try:
+            check.visible("agent", lambda: ex.scrapes, bool,
+                          f"the agent's scrape of the exporter at {ex.address} (listed in {listing}; without "
+                          "one, the agent does not read agent_scrape_dir or cannot reach agent_scrape_host)",
+                          timeout=60)
             system = PromQLClient(target, target.system_tenant)
             native = {"__name__": name, "job": EXPORTERS_JOB, "instance": ex.address, "stackproof_test": test_id}
             got = check.visible("agent", lambda: system.raw_histograms(native, time.time(), "1m"), bool,
@@ -62,7 +73,6 @@ def test_the_agent_sends_a_scraped_histogram_native_and_classic_bucket_by_bucket
                 classic[lb["le"]] = s[-1][1]
             check.equal(classic, {("+Inf" if le == math.inf else _le(le)): float(c) for le, c in ex.classic()},
                         "every classic bucket (cumulative)")
-            check.true(ex.scrapes > 0, "the agent scraped the exporter", "no scrape")
         finally:
             listing.unlink(missing_ok=True)
 

@@ -47,7 +47,8 @@ from .pki import GatewayPKI
 # metrics store's ruler and Alertmanager, and the log rule evaluator (vmalert) per tenant with its
 # rule files kept by the provider, as they run locally; and a webhook receiver the Alertmanager
 # reaches on any cluster: in the namespace, read through the API (.webhook; tests/test_cluster_capabilities.py
-# pins the list)
+# pins the list). Not 'otel-collector' or 'agent-scrape': files a test writes on this machine, which only a
+# node sharing its file system sees (local-kube adds both)
 CAPABILITIES = ["metrics", "logs", "tail", "agent", "restart", "remote-write-2", "otlp", "alerting", "log-alerting",
                 "alerting-webhook"]
 

@@ -315,7 +315,8 @@ class PlatformManifests:
         return PlatformContext(
             name=self.platform, root=Path(ROOT), ports={k: n for k, (_, n) in ports.items()}, tenants=tenants,
             tls=CLUSTER_TLS, host="127.0.0.1", listen_host="0.0.0.0", overrides=limited_overrides(tenants),
-            storage=dict(self.storage), hosts={k: self.service_host(c.name) for k, (c, _) in ports.items()})
+            storage=dict(self.storage), hosts={k: self.service_host(c.name) for k, (c, _) in ports.items()},
+            host_shared=self.host_dir is not None)
 
     def component_configs(self, release: Release, tenants: list[Tenant]) -> dict[str, dict[str, str]]:
         """Every component's configuration files, by component: file name -> text.
@@ -473,6 +474,10 @@ class PlatformManifests:
             volumes.append({"name": f"host-{i}", "hostPath": {"path": self.host_path(sub),
                                                               "type": "DirectoryOrCreate"}})
             mounts.append({"name": f"host-{i}", "mountPath": str(ROOT / "data" / sub)})
+        for i, sub in enumerate(shape.shared_dirs if self.host_dir is not None else ()):
+            volumes.append({"name": f"shared-{i}", "hostPath": {"path": self.host_path(sub),
+                                                                "type": "DirectoryOrCreate"}})
+            mounts.append({"name": f"shared-{i}", "mountPath": str(ROOT / "data" / sub), "readOnly": True})
         kept = c.cluster_kept(ctx) if ctx is not None else None
         if kept is not None:
             volumes.append({"name": "kept", "configMap": {"name": f"{c.name}{KEPT_SUFFIX}"}})
