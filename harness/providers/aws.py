@@ -66,6 +66,7 @@ from ..releases import Release
 from ..target import Target
 from .base import Provider, SwapHook, read_state, write_state
 from .common import state_root
+from .kube.verbs import DeployerVerbs
 
 try:  # boto3's core (the 'cloud' extra): clients, waiters, presigning
     import botocore.session
@@ -940,7 +941,7 @@ def build_kubeconfig(cluster_name: str, endpoint: str, ca_data: str, token: str,
 # the provider
 
 
-class AWSProvider(Provider):
+class AWSProvider(DeployerVerbs, Provider):
     name = "aws"
 
     def __init__(self, run_id: str | None = None, region: str | None = None, owner: str | None = None,
@@ -1372,18 +1373,10 @@ class AWSProvider(Provider):
             self._save_state()
             return self._save_target(target, release)
 
-    # -- single components, on the same data (capability 'restart'): the deployer's verbs --
-    def stop_component(self, role: str) -> str:
-        return self._make_deployer(f"aws: stop the {role}").stop_component(role)
-
-    def kill_component(self, role: str) -> None:
-        self._make_deployer(f"aws: kill the {role}").kill_component(role)
-
-    def start_component(self, role: str) -> float:
-        return self._make_deployer(f"aws: start the {role}").start_component(role)
-
-    def remove_local_data(self, role: str) -> list[str]:
-        return self._make_deployer(f"aws: remove the {role}'s volume").remove_local_data(role)
+    def _deployer_for(self, what: str):
+        """The deployer for one of the deployer's verbs (:class:`~.kube.verbs.DeployerVerbs`), with a
+        fresh token; an error names the verb."""
+        return self._make_deployer(f"aws: {what}")
 
     @property
     def deployer(self):
@@ -1398,23 +1391,6 @@ class AWSProvider(Provider):
 
         return SiblingPlatform(platform, lambda ns: self._make_deployer(f"aws: platform {ns}", namespace=ns), "aws",
                                timeout=int(self.cloud.timeouts["deploy"]))
-
-    def webhook_receiver(self):
-        """The run's webhook receiver (capability 'alerting-webhook'): in the platform's
-        namespace, read through the API with a fresh token each time."""
-        from .kube.webhook import ClusterReceiver
-
-        return ClusterReceiver(lambda: self._make_deployer("aws: the webhook receiver"))
-
-    # -- log rule files (capability 'log-alerting'): the deployer keeps them in the cluster --
-    def set_log_rules(self, tenant: str, namespace: str, text: str) -> None:
-        self._make_deployer(f"aws: set log rules of {tenant}").set_log_rules(tenant, namespace, text)
-
-    def log_rules(self, tenant: str) -> dict[str, str]:
-        return self._make_deployer(f"aws: read log rules of {tenant}").log_rules(tenant)
-
-    def delete_log_rules(self, tenant: str, namespace: str) -> None:
-        self._make_deployer(f"aws: delete log rules of {tenant}").delete_log_rules(tenant, namespace)
 
     # -- destroy, status, artifacts ------------------------------------------------
     def _delete_namespace(self) -> None:

@@ -56,6 +56,7 @@ from ..releases import Release
 from ..target import Target
 from .base import Provider, SwapHook, read_state, write_state
 from .common import state_root
+from .kube.verbs import DeployerVerbs
 
 LABEL_MANAGED = "stackproof-managed"
 LABEL_OWNER = "stackproof-owner"
@@ -525,7 +526,7 @@ def _created(resource) -> dt.datetime | None:
 
 
 # -- the provider ------------------------------------------------------------------
-class GCPProvider(Provider):
+class GCPProvider(DeployerVerbs, Provider):
     name = "gcp"
 
     def __init__(self, run_id: str | None = None, project: str | None = None, locations: list[str] | None = None,
@@ -790,19 +791,6 @@ class GCPProvider(Provider):
         self._save_state()
         return self._save_target(target, release)
 
-    # -- single components, on the same data (capability 'restart'): the deployer's verbs --
-    def stop_component(self, role: str) -> str:
-        return self._make_deployer().stop_component(role)
-
-    def kill_component(self, role: str) -> None:
-        self._make_deployer().kill_component(role)
-
-    def start_component(self, role: str) -> float:
-        return self._make_deployer().start_component(role)
-
-    def remove_local_data(self, role: str) -> list[str]:
-        return self._make_deployer().remove_local_data(role)
-
     @property
     def deployer(self):
         """The platform's deployer (what :mod:`fixtures.liveness` asks)."""
@@ -822,23 +810,6 @@ class GCPProvider(Provider):
             return factory(kubeconfig=self.kubeconfig(), namespace=namespace, storage=None, labels=self.labels)
 
         return SiblingPlatform(platform, deployer_of, "gcp", timeout=self.timeouts["deploy"])
-
-    def webhook_receiver(self):
-        """The run's webhook receiver (capability 'alerting-webhook'): in the platform's
-        namespace, read through the API (the deployer made anew when its token changed)."""
-        from .kube.webhook import ClusterReceiver
-
-        return ClusterReceiver(self._make_deployer)
-
-    # -- log rule files (capability 'log-alerting'): the deployer keeps them in the cluster --
-    def set_log_rules(self, tenant: str, namespace: str, text: str) -> None:
-        self._make_deployer().set_log_rules(tenant, namespace, text)
-
-    def log_rules(self, tenant: str) -> dict[str, str]:
-        return self._make_deployer().log_rules(tenant)
-
-    def delete_log_rules(self, tenant: str, namespace: str) -> None:
-        self._make_deployer().delete_log_rules(tenant, namespace)
 
     def _save_target(self, target: Target, release: Release) -> Target:
         target.provider = "gcp"

@@ -34,6 +34,7 @@ from ..releases import Release
 from ..target import Target
 from .base import Provider, SwapHook, read_state, write_state
 from .common import state_root
+from .kube.verbs import DeployerVerbs
 
 # options kept in state.json; a later process takes them from there unless told otherwise
 SETTINGS = ("kubeconfig", "context", "namespace", "storage_class", "images", "gateway_service", "node_address",
@@ -91,7 +92,7 @@ def load_image_map(path: str | Path) -> dict[str, str]:
     return data
 
 
-class KubeProvider(Provider):
+class KubeProvider(DeployerVerbs, Provider):
     """The platform in the cluster of ``kubeconfig`` (a path; default
     :func:`default_kubeconfig`) at ``context`` (default: its current one), in
     ``namespace``. ``images`` (a map) or ``image_map`` (a YAML/JSON file of one),
@@ -236,33 +237,3 @@ class KubeProvider(Provider):
     def collect_artifacts(self, dest: Path) -> list[Path]:
         """Every container's log, the ConfigMaps and the events (no token in any)."""
         return self.deployer.collect_artifacts(Path(dest))
-
-    # -- single components, on the same data (capability 'restart') ---------------
-    def stop_component(self, role: str) -> str:
-        return self.deployer.stop_component(role)
-
-    def kill_component(self, role: str) -> None:
-        self.deployer.kill_component(role)
-
-    def start_component(self, role: str) -> float:
-        return self.deployer.start_component(role)
-
-    def remove_local_data(self, role: str) -> list[str]:
-        return self.deployer.remove_local_data(role)
-
-    def webhook_receiver(self):
-        """The run's webhook receiver (capability 'alerting-webhook'): in the platform's
-        namespace, read through the API (:class:`~harness.providers.kube.webhook.ClusterReceiver`)."""
-        from .kube.webhook import ClusterReceiver
-
-        return ClusterReceiver(lambda: self.deployer)
-
-    # -- log rule files (capability 'log-alerting'): the deployer keeps them in the cluster ------
-    def set_log_rules(self, tenant: str, namespace: str, text: str) -> None:
-        self.deployer.set_log_rules(tenant, namespace, text)
-
-    def log_rules(self, tenant: str) -> dict[str, str]:
-        return self.deployer.log_rules(tenant)
-
-    def delete_log_rules(self, tenant: str, namespace: str) -> None:
-        self.deployer.delete_log_rules(tenant, namespace)

@@ -19,9 +19,10 @@ from typing import Callable
 
 from ..base import Provider, SwapHook
 from ..common import state_root
+from .verbs import DeployerVerbs
 
 
-class SiblingPlatform(Provider):
+class SiblingPlatform(DeployerVerbs, Provider):
     """``deployer_of(namespace)`` gives a deployer on the provider's cluster (with a fresh
     credential each time: a cloud's token expires) for the namespace; the sibling's is
     named ``platform``. ``name``: the provider whose cluster it shares."""
@@ -67,15 +68,3 @@ class SiblingPlatform(Provider):
 
     def collect_artifacts(self, dest: Path) -> list[Path]:
         return self.deployer.collect_artifacts(Path(dest))
-
-    def stop_component(self, role: str) -> str:
-        return self.deployer.stop_component(role)
-
-    def kill_component(self, role: str) -> None:
-        self.deployer.kill_component(role)
-
-    def start_component(self, role: str) -> float:
-        return self.deployer.start_component(role)
-
-    def remove_local_data(self, role: str) -> list[str]:
-        return self.deployer.remove_local_data(role)
