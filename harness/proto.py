@@ -4,7 +4,7 @@ from the installed runtime):
 
 - Prometheus remote write 1.0 (``prometheus.WriteRequest``, from
   prometheus/prompb/remote.proto and types.proto; gogoproto options dropped,
-  field numbers and types as upstream);
+  field numbers and types as upstream), and remote read's ``ReadRequest``;
 - Prometheus remote write 2.0 (``io.prometheus.write.v2.Request``, from
   prometheus/prompb/io/prometheus/write/v2/types.proto at v0.308.1: the
   symbol table, label references, samples, native histograms, exemplars and
@@ -38,6 +38,12 @@ _PROM = ("prometheus", "stackproof/prompb.proto", [
     ("MetricMetadata", [("type", 1, F.TYPE_INT32, _OPT, None),  # enum MetricType on the wire
                         ("metric_family_name", 2, F.TYPE_STRING, _OPT, None),
                         ("help", 4, F.TYPE_STRING, _OPT, None), ("unit", 5, F.TYPE_STRING, _OPT, None)]),
+    # remote read (remote.proto): a read request's queries and their matchers (hints left out)
+    ("ReadRequest", [("queries", 1, F.TYPE_MESSAGE, _REP, ".prometheus.Query")]),
+    ("Query", [("start_timestamp_ms", 1, F.TYPE_INT64, _OPT, None), ("end_timestamp_ms", 2, F.TYPE_INT64, _OPT, None),
+               ("matchers", 3, F.TYPE_MESSAGE, _REP, ".prometheus.LabelMatcher")]),
+    ("LabelMatcher", [("type", 1, F.TYPE_INT32, _OPT, None),  # enum Type: EQ 0, NEQ 1, RE 2, NRE 3
+                      ("name", 2, F.TYPE_STRING, _OPT, None), ("value", 3, F.TYPE_STRING, _OPT, None)]),
 ], [])
 
 _SINT32, _SINT64, _UINT32, _UINT64, _DOUBLE, _INT64 = (F.TYPE_SINT32, F.TYPE_SINT64, F.TYPE_UINT32, F.TYPE_UINT64,
@@ -129,6 +135,7 @@ TimeSeries = _prom["TimeSeries"]
 Label = _prom["Label"]
 Sample = _prom["Sample"]
 MetricMetadata = _prom["MetricMetadata"]
+ReadRequest = _prom["ReadRequest"]
 
 V2Request = _prw2["Request"]
 V2TimeSeries = _prw2["TimeSeries"]

@@ -19,7 +19,7 @@ from harness.components import LOGS_RULER, LOGS_STORE, by_role, fronted
 from harness.components.gateway import Read
 from harness.clients import otlp
 from harness.clients.logs import encode_push_json
-from harness.clients.metrics import REMOTE_WRITE_HEADERS, encode_write_request
+from harness.clients.metrics import REMOTE_READ_HEADERS, REMOTE_WRITE_HEADERS, encode_read_request, encode_write_request
 
 # name -> (method, url(target, now), body(now), headers): one request per
 # gateway endpoint that succeeds for any tenant and writes nothing others read
@@ -113,41 +113,13 @@ def route_reads(target) -> list[Read]:
     return out
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes | int) -> bytes:
-    if isinstance(payload, int):
-        return _varint(number << 3) + _varint(payload)
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def remote_read_body(matchers: list[tuple[int, str, str]], start_ms: int, end_ms: int) -> bytes:
-    """A Prometheus remote-read request (``prometheus.ReadRequest``, one query; matcher types
-    0 =, 1 !=, 2 =~, 3 !~), snappy block format."""
-    query = _field(1, start_ms) + _field(2, end_ms) + b"".join(
-        _field(3, _field(1, kind) + _field(2, name.encode()) + _field(3, value.encode()))
-        for kind, name, value in matchers)
-    return bytes(cramjam.snappy.compress_raw(_field(1, query)))
-
-
-REMOTE_READ_HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
-                       "X-Prometheus-Remote-Read-Version": "0.1.0"}
-
-
 def ask(session, read: Read, ctx: dict):
     """Send ``read`` with ``session`` (a tenant's), its templates filled from ``ctx`` (what a test
     seeded and a nonce): (the response, the answer's bytes, unpacked if packed)."""
     params = [(k, v.format(**ctx)) for k, v in read.params]
     data, headers = None, {}
     if read.body == "remote-read":
-        data = remote_read_body([(0, "stackproof_test", ctx["marker"]), (1, "stackproof_nonce", str(ctx["nonce"]))],
+        data = encode_read_request([(0, "stackproof_test", ctx["marker"]), (1, "stackproof_nonce", str(ctx["nonce"]))],
                                 int(float(ctx["start_s"]) * 1000), int(float(ctx["end_s"]) * 1000))
         headers = REMOTE_READ_HEADERS
     elif read.body:

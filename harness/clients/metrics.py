@@ -25,6 +25,20 @@ REMOTE_WRITE_HEADERS = {
 }
 
 
+REMOTE_READ_HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
+                       "X-Prometheus-Remote-Read-Version": "0.1.0"}
+
+
+def encode_read_request(matchers: Sequence[tuple[int, str, str]], start_ms: int, end_ms: int) -> bytes:
+    """A Prometheus remote-read request of one query (matcher types 0 =, 1 !=, 2 =~, 3 !~),
+    snappy block format."""
+    req = proto.ReadRequest()
+    q = req.queries.add(start_timestamp_ms=start_ms, end_timestamp_ms=end_ms)
+    for kind, name, value in matchers:
+        q.matchers.add(type=kind, name=name, value=value)
+    return bytes(cramjam.snappy.compress_raw(req.SerializeToString()))
+
+
 def encode_write_request(series: Iterable[Series]) -> bytes:
     """A remote-write 1.0 body: protobuf ``WriteRequest``, snappy block format.
     Labels are sorted by name, as the spec requires."""
