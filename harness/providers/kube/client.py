@@ -175,13 +175,17 @@ class KubeApi:
         """Server-side apply: the server merges, validates and owns the result."""
         meta = manifest["metadata"]
         path = self.path(manifest["apiVersion"], manifest["kind"], meta["name"], meta.get("namespace"))
+        return self._patch(path, f"applying {manifest['kind']} {meta.get('namespace', '') and meta['namespace'] + '/'}"
+                           f"{meta['name']}", manifest, "application/apply-patch+yaml",
+                           query={"fieldManager": FIELD_MANAGER, "force": "true"})
+
+    def _patch(self, path: str, doing: str, body: dict, content_type: str, query: dict | None = None) -> dict:
+        """A PATCH whose refusal by the server says what was being done (``doing``) and the server's reason."""
         try:
-            return self.json("PATCH", path, query={"fieldManager": FIELD_MANAGER, "force": "true"}, body=manifest,
-                             content_type="application/apply-patch+yaml")[1]
+            return self.json("PATCH", path, query=query, body=body, content_type=content_type)[1]
         except ApiError as exc:
             if exc.status:
-                raise ApiError(f"applying {manifest['kind']} {meta.get('namespace', '') and meta['namespace'] + '/'}"
-                               f"{meta['name']} failed: {str(exc).split(': ', 1)[-1]}", exc.status) from None
+                raise ApiError(f"{doing} failed: {str(exc).split(': ', 1)[-1]}", exc.status) from None
             raise
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
@@ -199,26 +203,15 @@ class KubeApi:
 
     def scale(self, api_version: str, kind: str, name: str, namespace: str, replicas: int) -> dict:
         """Set ``spec.replicas`` through the scale subresource (what ``kubectl scale`` does)."""
-        path = self.path(api_version, kind, name, namespace) + "/scale"
-        try:
-            return self.json("PATCH", path, body={"spec": {"replicas": replicas}},
-                             content_type="application/merge-patch+json")[1]
-        except ApiError as exc:
-            if exc.status:
-                raise ApiError(f"scaling {kind} {namespace}/{name} to {replicas} failed: "
-                               f"{str(exc).split(': ', 1)[-1]}", exc.status) from None
-            raise
+        return self._patch(self.path(api_version, kind, name, namespace) + "/scale",
+                           f"scaling {kind} {namespace}/{name} to {replicas}", {"spec": {"replicas": replicas}},
+                           "application/merge-patch+json")
 
     def merge_patch(self, api_version: str, kind: str, name: str, namespace: str | None, patch: dict) -> dict:
         """A JSON merge patch (RFC 7386) of one object: the keys given are set, a null removes one."""
-        try:
-            return self.json("PATCH", self.path(api_version, kind, name, namespace), body=patch,
-                             content_type="application/merge-patch+json")[1]
-        except ApiError as exc:
-            if exc.status:
-                raise ApiError(f"patching {kind} {namespace + '/' if namespace else ''}{name} failed: "
-                               f"{str(exc).split(': ', 1)[-1]}", exc.status) from None
-            raise
+        return self._patch(self.path(api_version, kind, name, namespace),
+                           f"patching {kind} {namespace + '/' if namespace else ''}{name}", patch,
+                           "application/merge-patch+json")
 
     def list(self, path: str, selector: str | None = None) -> list[dict]:
         status, obj = self.json("GET", path, query={"labelSelector": selector} if selector else None, allow=(404,))
