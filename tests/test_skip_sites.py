@@ -57,6 +57,7 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "runc, busybox-static, gcc, nginx",
 }
 
+
 @dataclass(frozen=True)
 class Site:
     path: str
