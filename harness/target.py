@@ -502,10 +502,7 @@ def _parse(data: Any, source: str, base_dir: Path | None) -> Target:
             raise bad("otel_collector.tenant", f"names no tenant of this target: {otelcol['tenant']!r}")
 
     scrape_host = data.get("agent_scrape_host", "127.0.0.1")
-    try:
-        ipaddress.ip_address(scrape_host if isinstance(scrape_host, str) else None)  # 7 is no address here
-    except (TypeError, ValueError):
-        raise bad("agent_scrape_host", f"must be an IP address of this machine, got {scrape_host!r}") from None
+    _check_host(scrape_host, "agent_scrape_host", bad)
 
     kwargs = {k: v for k, v in paths.items() if v is not None}
     return Target(
@@ -555,6 +552,14 @@ def _parse_durability(raw: Any, bad) -> dict[str, Durability]:
     return out
 
 
+def _check_host(value: Any, field_name: str, bad) -> None:
+    """An IP address written as text: YAML's bare ``7`` is a number, which Python would read as 0.0.0.7."""
+    try:
+        ipaddress.ip_address(value if isinstance(value, str) else None)
+    except (TypeError, ValueError):
+        raise bad(field_name, f"must be an IP address of this machine, got {value!r}") from None
+
+
 def _parse_alerting(raw: Any, bad) -> Alerting:
     if raw is None:
         return Alerting()
@@ -566,10 +571,7 @@ def _parse_alerting(raw: Any, bad) -> Alerting:
         if k not in known:
             raise bad(f"alerting.{k}", f"is not known (known: {', '.join(known)})")
         if k == "webhook_host":
-            try:
-                ipaddress.ip_address(v)
-            except (TypeError, ValueError):
-                raise bad("alerting.webhook_host", f"must be an IP address of this machine, got {v!r}") from None
+            _check_host(v, "alerting.webhook_host", bad)
         elif k in Alerting.PATHS:
             if not isinstance(v, str) or not v.startswith("/"):
                 raise bad(f"alerting.{k}", f"must be a path starting with '/', got {v!r}")

@@ -130,6 +130,9 @@ BAD = [
      "field 'alerting.evaluation_interval_s' must be a number of seconds > 0"),
     (_with(GOOD, "alertmanager.example", "alerting", "webhook_host"),
      "field 'alerting.webhook_host' must be an IP address of this machine"),
+    # a bare number in YAML, which Python's ipaddress would take as 0.0.0.7
+    (_with(GOOD, 7, "alerting", "webhook_host"),
+     "field 'alerting.webhook_host' must be an IP address of this machine, got 7"),
 ]
 
 
