@@ -34,7 +34,7 @@ from pathlib import Path
 from . import __version__
 from .binaries import BinaryResolver, cache_dir, override_var
 from .leaks import find_leaks, secrets_of
-from .components import release_builds
+from .components import S3Server, release_builds
 from .errors import ComponentError, ConfigError, StackproofError
 from .load import Objectives, Search, run_load
 from .providers import LocalProvider, get_provider
@@ -166,7 +166,9 @@ def cmd_build(args) -> int:
     release = Catalog.load().get(args.release)
     resolver = BinaryResolver()
     wanted = set(args.components or [])
-    for c, version in release_builds(release):
+    # the S3 server too: pinned by its component, not by a release, it is every cluster platform's bucket
+    # without a cloud one and the local platform's with --storage s3; a test must never be where it is built
+    for c, version in [*release_builds(release), (S3Server(), S3Server.version)]:
         if wanted and c.name not in wanted:
             continue
         r = resolver.resolve(c.spec, version)
@@ -686,7 +688,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description=f"Resolve each component of a release: override, cache ({cache_dir()}), "
                                     "Go module build, or release archive (STACKPROOF_ALLOW_DOWNLOAD=1).")
     sp.add_argument("--release", help="release (default: the newest)")
-    sp.add_argument("components", nargs="*", help="only these components (cortex, victorialogs, prometheus)")
+    sp.add_argument("components", nargs="*",
+                    help="only these components (cortex, victorialogs, vmalert, prometheus, otelcol, s3)")
     sp.add_argument("--cluster", action="store_true",
                     help="also the local cluster's programs (--provider local-kube): Kubernetes, etcd, CoreDNS")
     sp.set_defaults(func=cmd_build)
