@@ -3,7 +3,7 @@ security suites. The logs reads are the target's dialect's own (its reader
 lists them).
 
 :func:`route_reads` is every read the gateway passes, taken from the routes the
-components declare (``harness.components.gateway.Read``), not from a list of
+components declare (``harness.components.Read``), not from a list of
 this file's: a store that adds a path adds its read there, and the security
 suite asks it as every tenant. :func:`ask` sends one of them, filled in from
 what a test seeded."""
@@ -15,8 +15,7 @@ import time
 import cramjam
 
 from harness.clients import logs_reader
-from harness.components import LOGS_RULER, LOGS_STORE, by_role, fronted
-from harness.components.gateway import Read
+from harness.components import LOGS_RULER, LOGS_STORE, Read, by_role, fronted
 from harness.clients import otlp
 from harness.clients.logs import encode_push_json
 from harness.clients.metrics import REMOTE_READ_HEADERS, REMOTE_WRITE_HEADERS, encode_read_request, encode_write_request
@@ -108,7 +107,7 @@ def route_reads(target) -> list[Read]:
     for c in fronted():
         if c.role in (LOGS_STORE, LOGS_RULER) and target.logs_api != logs_dialect:
             continue
-        out += [r for route in c.routes for r in getattr(route, "reads", ())
+        out += [r for route in c.routes for r in route.reads
                 if not r.needs or target.has(r.needs)]
     return out
 

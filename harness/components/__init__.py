@@ -7,7 +7,7 @@ component by its role (:func:`by_role`): a new logs or metrics store is one
 module here plus its entry in the catalog and its key in ``releases.yaml``."""
 
 from .base import (GATEWAY, LOG_SHIPPER, LOGS_RULER, LOGS_STORE, METRICS_STORE, OBJECT_STORE, ROLES, SENDER,
-                   Component, PlatformContext, Route, StoreAPI, http_ready)
+                   Component, PlatformContext, Read, Route, StoreAPI, http_ready)
 from .cortex import Cortex
 from .gateway import Gateway
 from .otelcol import OtelCollector
@@ -67,7 +67,6 @@ def release_builds(release) -> list[tuple[Component, str]]:
 
 
 __all__ = ["COMPONENTS", "BY_NAME", "by_role", "stores", "instances", "fronted", "LOGS_RULER", "VMAlert", "scraped",
-           "bucket_stores", "SIGNAL_ROLES", "release_builds", "Component", "PlatformContext", "Route", "StoreAPI",
-           "http_ready", "ROLES", "METRICS_STORE", "LOGS_STORE", "GATEWAY", "SENDER", "OBJECT_STORE", "LOG_SHIPPER",
-           "OtelCollector", "Cortex",
-           "VictoriaLogs", "Gateway", "PrometheusAgent", "S3Server"]
+           "bucket_stores", "SIGNAL_ROLES", "release_builds", "Component", "PlatformContext", "Read", "Route",
+           "StoreAPI", "http_ready", "ROLES", "METRICS_STORE", "LOGS_STORE", "GATEWAY", "SENDER", "OBJECT_STORE",
+           "LOG_SHIPPER", "OtelCollector", "Cortex", "VictoriaLogs", "Gateway", "PrometheusAgent", "S3Server"]

@@ -117,11 +117,49 @@ ROLES = (OBJECT_STORE, METRICS_STORE, LOGS_STORE, LOGS_RULER, GATEWAY, SENDER, L
 
 
 @dataclass(frozen=True)
+class Read:
+    """One harmless read a tenant makes through a route: what the security suite
+    asks as every tenant to prove that none answers with another's data.
+
+    ``params`` (and ``path``) are templates filled from what a test seeded,
+    with a fresh ``{nonce}`` in each ask so that no cache can answer it from an
+    earlier one: ``{series}`` (a PromQL selector of the seeded series),
+    ``{metric}``, ``{label}`` (a label name only the seed has), ``{marker}``,
+    ``{logsql}`` (a LogsQL filter of the seeded stream), ``{time_s}`` (when
+    it was written), ``{start_s}``, ``{end_s}``, ``{start}``, ``{end}`` (RFC 3339),
+    ``{nonce}``. ``shows`` is
+    the kind of seeded data its answer holds (``metrics``, ``exemplars``,
+    ``metadata``, ``logs``, ``rules``, ``log-rules``, ``silences``; "" for a read no test seeds,
+    which is still asked as every tenant and must answer ``ok``); ``marked``
+    whether the answer names the seed's marker (else it is compared with the
+    answer for a marker nobody wrote); ``needs`` a capability the target must
+    declare; ``body`` names a request body the suite builds (``remote-read``),
+    ``decode`` how the answer is packed (``snappy``)."""
+
+    name: str
+    path: str
+    params: tuple[tuple[str, str], ...] = ()
+    shows: str = ""
+    marked: bool = True
+    needs: str = ""
+    ok: tuple[int, ...] = (200,)
+    method: str = "GET"
+    body: str = ""
+    decode: str = ""
+    streaming: bool = False  # a live tail: proven by the tail test, not by one answer
+
+
+@dataclass(frozen=True)
 class Route:
-    """One path (an nginx ``location`` match) the gateway passes to a store."""
+    """One path (an nginx ``location`` match) the gateway passes to a store, and what it is
+    to a tenant: a write path, the reads it serves, or both. Every route of every component
+    the gateway fronts says which (tests/test_security_standins.py holds them to it); the
+    security suite asks every read as each tenant."""
 
     match: str  # e.g. "= /api/v1/push" or "~ ^/select/logsql/(query|hits)$"
     streaming: bool = False  # a long-lived response (tail): no buffering, a long read timeout
+    writes: bool = False
+    reads: tuple[Read, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,7 @@ import requests
 
 from ..binaries import ArchiveRecipe, BinarySpec, GoRecipe
 from ..target import DEFAULT_LIMITS, METRICS_OTLP_PATH
-from .base import METRICS_STORE, ClusterPort, ClusterShape, PlatformContext, Store, cloud_bucket
-from .gateway import Passed, Read
+from .base import METRICS_STORE, ClusterPort, ClusterShape, PlatformContext, Read, Route, Store, cloud_bucket
 
 SPEC = BinarySpec(
     name="cortex",
@@ -98,12 +97,12 @@ class Cortex(Store):
     # remote write, OTLP metrics and the PromQL API (Prometheus' own paths under /prometheus, with the
     # ruler's rules and alerts reads), the ruler's config API, the Alertmanager's config
     # API and its v2 API (alerts, silences)
-    routes = (Passed("= /api/v1/push", writes=True), Passed(f"= {METRICS_OTLP_PATH}", writes=True),
-              Passed("/prometheus/", reads=PROMQL_READS),
-              Passed("~ ^/api/v1/rules(/|$)", writes=True, reads=RULER_READS),
-              Passed("= /api/v1/alerts", writes=True, reads=(
+    routes = (Route("= /api/v1/push", writes=True), Route(f"= {METRICS_OTLP_PATH}", writes=True),
+              Route("/prometheus/", reads=PROMQL_READS),
+              Route("~ ^/api/v1/rules(/|$)", writes=True, reads=RULER_READS),
+              Route("= /api/v1/alerts", writes=True, reads=(
                   Read("alertmanager config", "/api/v1/alerts", needs="alerting", ok=(200, 404)),)),
-              Passed("/alertmanager/api/v2/", writes=True, reads=ALERTMANAGER_READS))
+              Route("/alertmanager/api/v2/", writes=True, reads=ALERTMANAGER_READS))
     tenant_headers = {"X-Scope-OrgID": "$stackproof_tenant"}
     # OTLP resource attributes made labels of every series (published in the target file)
     otlp_promoted = ("deployment.environment",)

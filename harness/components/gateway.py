@@ -19,11 +19,9 @@ import re
 import signal
 from pathlib import Path
 
-from dataclasses import dataclass
-
 from ..binaries import BinarySpec
 from ..target import DEFAULT_LIMITS
-from .base import GATEWAY, ClusterPort, ClusterShape, Component, PlatformContext, Route, http_ready
+from .base import GATEWAY, ClusterPort, ClusterShape, Component, PlatformContext, http_ready
 
 SPEC = BinarySpec(name="nginx", system_names=("nginx",))
 
@@ -35,50 +33,6 @@ CLUSTER_NGINX = "1.28.0"
 TOKENS_SECRET = "gateway-tokens"
 TOKEN_MAP_FILE = "token-map.conf"
 HEALTH_PORT = 8080
-
-
-# -- what a route is to a tenant: a write, or reads (the security suite asks every read as each tenant)
-
-@dataclass(frozen=True)
-class Read:
-    """One harmless read a tenant makes through a route: what the security suite
-    asks as every tenant to prove that none answers with another's data.
-
-    ``params`` (and ``path``) are templates filled from what a test seeded,
-    with a fresh ``{nonce}`` in each ask so that no cache can answer it from an
-    earlier one: ``{series}`` (a PromQL selector of the seeded series),
-    ``{metric}``, ``{label}`` (a label name only the seed has), ``{marker}``,
-    ``{logsql}`` (a LogsQL filter of the seeded stream), ``{time_s}`` (when
-    it was written), ``{start_s}``, ``{end_s}``, ``{start}``, ``{end}`` (RFC 3339),
-    ``{nonce}``. ``shows`` is
-    the kind of seeded data its answer holds (``metrics``, ``exemplars``,
-    ``metadata``, ``logs``, ``rules``, ``log-rules``, ``silences``; "" for a read no test seeds,
-    which is still asked as every tenant and must answer ``ok``); ``marked``
-    whether the answer names the seed's marker (else it is compared with the
-    answer for a marker nobody wrote); ``needs`` a capability the target must
-    declare; ``body`` names a request body the suite builds (``remote-read``),
-    ``decode`` how the answer is packed (``snappy``)."""
-
-    name: str
-    path: str
-    params: tuple[tuple[str, str], ...] = ()
-    shows: str = ""
-    marked: bool = True
-    needs: str = ""
-    ok: tuple[int, ...] = (200,)
-    method: str = "GET"
-    body: str = ""
-    decode: str = ""
-    streaming: bool = False  # a live tail: proven by the tail test, not by one answer
-
-
-@dataclass(frozen=True)
-class Passed(Route):
-    """A route with what it is to a tenant: a write path, the reads it serves, or both.
-    Every route of every component the gateway fronts says which (a test holds them to it)."""
-
-    writes: bool = False
-    reads: tuple[Read, ...] = ()
 
 
 def render_token_maps(tenants) -> str:

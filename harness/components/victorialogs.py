@@ -31,8 +31,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..binaries import BinarySpec, GoRecipe
-from .base import LOGS_STORE, ClusterPort, ClusterShape, Component, PlatformContext, StoreAPI, http_ready
-from .gateway import Passed, Read
+from .base import LOGS_STORE, ClusterPort, ClusterShape, Component, PlatformContext, Read, Route, StoreAPI, http_ready
 
 _VERSION_VAR = ("github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo.Version=victoria-logs-{version}",)
 
@@ -94,10 +93,10 @@ class VictoriaLogs(StoreAPI, Component):
     stop_timeout = 60.0
 
     routes = (
-        Passed("= /insert/loki/api/v1/push", writes=True),
-        Passed("= /insert/opentelemetry/v1/logs", writes=True),
-        Passed(f"~ ^/select/logsql/({'|'.join(SELECT_PATHS)})$", reads=LOGSQL_READS),
-        Passed("= /select/logsql/tail", streaming=True, reads=(
+        Route("= /insert/loki/api/v1/push", writes=True),
+        Route("= /insert/opentelemetry/v1/logs", writes=True),
+        Route(f"~ ^/select/logsql/({'|'.join(SELECT_PATHS)})$", reads=LOGSQL_READS),
+        Route("= /select/logsql/tail", streaming=True, reads=(
             Read("logsql tail", "/select/logsql/tail", (("query", "{logsql}"),), "logs", streaming=True),)),
     )
     # every tenant's data (/select/tenant_ids, /insert/multitenant/*) and the

@@ -49,8 +49,8 @@ from pathlib import Path
 import yaml
 
 from ..binaries import BinarySpec, GoRecipe
-from .base import LOGS_RULER, ClusterPort, ClusterShape, Component, PlatformContext, StoreAPI, http_ready
-from .gateway import Passed, Read
+from .base import (LOGS_RULER, ClusterPort, ClusterShape, Component, PlatformContext, Read, Route, StoreAPI,
+                   http_ready)
 
 SPEC = BinarySpec(
     name="vmalert",
@@ -128,9 +128,9 @@ class VMAlert(StoreAPI, Component):
     port_names = ()  # each instance has its own (``vmalert-<tenant>``)
     ready_timeout = 30.0
     stop_timeout = 30.0
-    routes = (Passed(f"= {PATH_PREFIX}/api/v1/rules", reads=(
+    routes = (Route(f"= {PATH_PREFIX}/api/v1/rules", reads=(
                   Read("log rules", f"{PATH_PREFIX}/api/v1/rules", shows="log-rules", needs="log-alerting"),)),
-              Passed(f"= {PATH_PREFIX}/api/v1/alerts", reads=(
+              Route(f"= {PATH_PREFIX}/api/v1/alerts", reads=(
                   Read("log alerts", f"{PATH_PREFIX}/api/v1/alerts", needs="log-alerting"),)))
     # a client's tenant headers never reach it (it has its own; these only keep them out)
     tenant_headers = {"X-Scope-OrgID": "", "AccountID": "", "ProjectID": ""}
