@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.clients.logs import (LogQLReader, LogsQLReader, Select, _rfc3339, logs_reader, parse_rfc3339_ns,
+from harness.clients.logs import (LogQLReader, LogsQLReader, Select, rfc3339_ns, logs_reader, parse_rfc3339_ns,
                                   parse_stream)
 from harness.errors import StackproofError
 from harness.target import Target, Tenant
@@ -61,7 +61,7 @@ def test_victorialogs_rows_parse_exactly():
     assert parse_rfc3339_ns("2026-12-01T19:28:21Z") == 1796153301_000000000
     assert parse_rfc3339_ns("2026-12-01T20:28:21.5+01:00") == 1796153301_500000000
     for ns in (0, 1, 1796153301613214944, 1796153301_000000000):
-        assert parse_rfc3339_ns(_rfc3339(ns)) == ns
+        assert parse_rfc3339_ns(rfc3339_ns(ns)) == ns
     with pytest.raises(ValueError):
         parse_rfc3339_ns("yesterday")
 

@@ -152,12 +152,12 @@ class Store(BaseHTTPRequestHandler):
             return [r for r in self.rows if r[0] == tenant and start <= r[2] < end and hit(r[1])]
 
     def do_GET(self):
-        from harness.clients.logs import _rfc3339
+        from harness.clients.logs import rfc3339_ns
 
         url = urlsplit(self.path)
         q = parse_qs(url.query)
         if url.path.endswith("/select/logsql/query"):
-            out = "".join(json.dumps({"_time": _rfc3339(ts), "_stream": _stream_text(pairs), "_msg": line}) + "\n"
+            out = "".join(json.dumps({"_time": rfc3339_ns(ts), "_stream": _stream_text(pairs), "_msg": line}) + "\n"
                           for _, pairs, ts, line in self._selected(q))
             return self._answer(200, out.encode(), "application/stream+json")
         if url.path.endswith("/select/logsql/stream_field_values"):

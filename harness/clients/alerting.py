@@ -32,6 +32,7 @@ import yaml
 from ..errors import StackproofError
 from ..target import Target, Tenant
 from .http import TenantHTTP
+from .logs import parse_rfc3339_ns
 
 YAML = {"Content-Type": "application/yaml"}
 
@@ -297,18 +298,10 @@ def rfc3339(t: float) -> str:
     return dt.datetime.fromtimestamp(t, tz=dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
-
-
 def parse_rfc3339(text: str) -> float:
     """Seconds since the epoch of a Go ``time.Time`` in JSON (RFC 3339, up to nanoseconds,
     any offset), or ValueError naming the text."""
-    m = _RFC3339.match(text or "")
-    if not m:
-        raise ValueError(f"{text!r} is not an RFC 3339 time")
-    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
-    base = dt.datetime.fromisoformat(m.group(1) + zone).timestamp()
-    return base + (int(m.group(2)) / 10 ** len(m.group(2)) if m.group(2) else 0.0)
+    return parse_rfc3339_ns(text or "") / 1e9
 
 
 class Alertmanager:
@@ -322,14 +315,18 @@ class Alertmanager:
         r = self.http.get(f"{self.base}/alerts", params=[("filter", m) for m in matchers or []])
         return _ok(r, "list alerts").json()
 
+    @staticmethod
+    def silence_body(matchers: dict[str, str], starts: float, ends: float, comment: str,
+                     created_by: str = "stackproof") -> dict:
+        """The v2 API's body of a silence of alerts whose labels equal ``matchers``."""
+        return {"matchers": [{"name": k, "value": v, "isRegex": False, "isEqual": True} for k, v in matchers.items()],
+                "startsAt": rfc3339(starts), "endsAt": rfc3339(ends), "createdBy": created_by, "comment": comment}
+
     def silence(self, matchers: dict[str, str], starts: float, ends: float, comment: str,
                 created_by: str = "stackproof") -> str:
         """A silence of alerts whose labels equal ``matchers``; its id."""
-        body = {"matchers": [{"name": k, "value": v, "isRegex": False, "isEqual": True}
-                             for k, v in matchers.items()],
-                "startsAt": rfc3339(starts), "endsAt": rfc3339(ends), "createdBy": created_by,
-                "comment": comment}
-        return _ok(self.http.post(f"{self.base}/silences", json=body), "create a silence").json()["silenceID"]
+        body = self.silence_body(matchers, starts, ends, comment, created_by)
+        return _ok(self.silence_raw(body), "create a silence").json()["silenceID"]
 
     def silence_raw(self, body) -> requests.Response:
         return self.http.post(f"{self.base}/silences", json=body)

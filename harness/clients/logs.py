@@ -140,7 +140,8 @@ def _q(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _rfc3339(ns: int) -> str:
+def rfc3339_ns(ns: int) -> str:
+    """Unix nanoseconds as RFC 3339 in UTC, all nine fraction digits."""
     s, frac = divmod(int(ns), 1_000_000_000)
     return datetime.fromtimestamp(s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
 
@@ -262,7 +263,7 @@ class LogsQLReader(LogsReader):
         return " ".join(parts) or "*"
 
     def _range(self, start_ns: int, end_ns: int) -> dict:
-        return {"start": _rfc3339(start_ns), "end": _rfc3339(end_ns)}
+        return {"start": rfc3339_ns(start_ns), "end": rfc3339_ns(end_ns)}
 
     @staticmethod
     def entry(row: dict) -> LogEntry:
@@ -283,7 +284,7 @@ class LogsQLReader(LogsReader):
 
     def count(self, sel: Select, start_ns: int, end_ns: int) -> int:
         q = self.query_text(sel) + " | stats count() as n"
-        r = self.get("stats_query", {"query": q, "time": _rfc3339(end_ns), **self._range(start_ns, end_ns)})
+        r = self.get("stats_query", {"query": q, "time": rfc3339_ns(end_ns), **self._range(start_ns, end_ns)})
         result = r.json()["data"]["result"]
         return int(result[0]["value"][1]) if result else 0
 

@@ -17,8 +17,9 @@ from harness.clients import (LogsPush, MetricsMetadataClient, PromQLClient, Remo
                              logs_reader)
 from harness.clients import otlp
 from harness.clients.http import scan
-from harness.clients.logs import _rfc3339
+from harness.clients.logs import rfc3339_ns
 from harness.clients.metrics import REMOTE_WRITE_V2_HEADERS, V2Series, selector
+from harness.clients.alerting import Alertmanager, RuleGroups
 from harness.clients.otlp import OTLPClient
 from fixtures.defects import known_defect
 from harness.errors import StackproofError
@@ -173,7 +174,7 @@ class Seed:
         return {"marker": m, "nonce": nonce, "metric": f"stackproof_{m}_total", "label": m,
                 "series": "{" + pick + "}", "logsql": "_stream:{" + pick + "}",
                 "time_s": f"{self.t_ms / 1000:.3f}", "start_s": f"{lo / 1000:.3f}", "end_s": f"{hi / 1000:.3f}",
-                "start": _rfc3339(lo * 10**6), "end": _rfc3339(hi * 10**6)}
+                "start": rfc3339_ns(lo * 10**6), "end": rfc3339_ns(hi * 10**6)}
 
 
 def _nonce() -> int:
@@ -205,20 +206,17 @@ def seeded(request, target, tenant_a, check):
     check.status(LogsPush(target, tenant_a).push_json([(stream, [(seed.t_ms * 10**6, f"A's line {m}")])]), 204,
                  "A pushes the seed stream")
     seed.kinds |= {"metrics", "logs"}
-    http, undo = TenantHTTP(target, tenant_a), []
+    undo = []
     if target.has("alerting"):
-        group = f"name: {m}\nrules:\n- record: stackproof_seed:{m}\n  expr: vector(1)\n"
-        check.status(http.post(target.url(f"{target.alerting.rules_path}/{m}"), data=group,
-                               headers={"Content-Type": "application/yaml"}), 202, "A sets the seed rule group")
-        undo.append(lambda: http.delete(target.url(f"{target.alerting.rules_path}/{m}")))
+        groups, am = RuleGroups(target, tenant_a), Alertmanager(target, tenant_a)
+        group = {"name": m, "rules": [{"record": f"stackproof_seed:{m}", "expr": "vector(1)"}]}
+        check.status(groups.set_group(m, group), 202, "A sets the seed rule group")
+        undo.append(lambda: groups.delete_namespace(m))
         now = time.time()
-        silence = {"matchers": [{"name": "stackproof_test", "value": m, "isRegex": False, "isEqual": True}],
-                   "startsAt": _rfc3339(int(now * 10**9)), "endsAt": _rfc3339(int((now + 900) * 10**9)),
-                   "createdBy": "stackproof", "comment": f"A's seed {m}"}
-        r = http.post(target.url(target.alerting.alertmanager_path + "/api/v2/silences"), json=silence)
+        r = am.silence_raw(Alertmanager.silence_body({"stackproof_test": m}, now, now + 900, f"A's seed {m}"))
         check.status(r, 200, "A sets the seed silence")
         sid = r.json()["silenceID"]
-        undo.append(lambda: http.delete(target.url(target.alerting.alertmanager_path + f"/api/v2/silence/{sid}")))
+        undo.append(lambda: am.expire(sid))
         seed.kinds |= {"rules", "silences"}
     if any(r.shows == "log-rules" for r in route_reads(target)):  # a rule file of the log rule evaluator's
         log_rules = request.getfixturevalue("log_rules")(tenant_a)  # the alerting suite's: as it sets them
