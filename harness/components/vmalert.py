@@ -44,11 +44,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
 from ..binaries import BinarySpec, GoRecipe
+from ..errors import StackproofError
 from .base import (LOGS_RULER, ClusterPort, ClusterShape, Component, PlatformContext, Read, Route, StoreAPI,
                    http_ready)
 
@@ -117,6 +120,35 @@ def check_groups(text: str) -> list[dict]:
                 raise ValueError(f"group {g['name']!r} sets {key!r}: the tenant comes from the platform, "
                                  "never from a rule file")
     return doc["groups"]
+
+
+def rule_file_name(tenant: str, namespace: str) -> str:
+    """The file of ``tenant``'s rule namespace ``namespace``, or a one-line StackproofError."""
+    try:
+        return f"{check_namespace(namespace)}.yml"
+    except ValueError as exc:
+        raise StackproofError(f"log rules of {tenant}: {exc}") from None
+
+
+def checked_rule_file(tenant: str, namespace: str, text: str, binary: Callable[[], Path]) -> tuple[str, list[dict]]:
+    """The file name and the groups of ``tenant``'s rule file ``namespace`` once ``text``
+    passed the harness's own checks (before anything is asked of the platform) and then
+    those of the vmalert ``binary()`` gives (``-dryRun``: what it would refuse at its next
+    reload, a LogsQL syntax error, an unknown field, a duplicate group), so that a provider
+    installs only a file its evaluator loads; else a one-line StackproofError."""
+    try:
+        name = f"{check_namespace(namespace)}.yml"
+        groups = check_groups(text)
+    except ValueError as exc:
+        raise StackproofError(f"log rules {namespace!r} of {tenant}: {exc}") from None
+    checker = Path(binary())
+    with tempfile.TemporaryDirectory(prefix="stackproof-rules-") as d:
+        path = Path(d) / name
+        path.write_text(text)
+        problem = vmalert_dry_run(checker, path)
+    if problem:
+        raise StackproofError(f"log rules {namespace!r} of {tenant}: {problem}")
+    return name, groups
 
 
 class VMAlert(StoreAPI, Component):

@@ -23,7 +23,7 @@ from ..binaries import BinaryResolver
 from ..components import (COMPONENTS, LOG_SHIPPER, LOGS_RULER, LOGS_STORE, ROLES, SENDER, SIGNAL_ROLES,
                           Component, PlatformContext, by_role, instances)
 from ..components.s3 import S3Server, new_credentials
-from ..components.vmalert import BASE_RULES, check_groups, check_namespace, vmalert_dry_run
+from ..components.vmalert import BASE_RULES, checked_rule_file, rule_file_name
 from ..errors import StackproofError
 from ..ports import require_free, stable_ports
 from ..procs import Supervised
@@ -339,34 +339,19 @@ class LocalProvider(Provider):
 
     def set_log_rules(self, tenant: str, namespace: str, text: str) -> None:
         inst = self._evaluator(tenant)
-        try:
-            path = inst.rules_dir(self.context()) / f"{check_namespace(namespace)}.yml"
-            check_groups(text)
-        except ValueError as exc:
-            raise StackproofError(f"log rules {namespace!r} of {tenant}: {exc}") from None
-        # what vmalert would refuse at its next reload (a LogsQL syntax error, an unknown
-        # field, a duplicate group) is refused here, by the same binary, before it is installed
-        binary = Path(self.state["components"][inst.name]["binary"])
+        # checked by the instance's own vmalert before it is installed, then put in place whole
+        name, _ = checked_rule_file(tenant, namespace, text, lambda: self.state["components"][inst.name]["binary"])
+        path = inst.rules_dir(self.context()) / name
         tmp = path.with_name(f".{path.name}.new")
         tmp.write_text(text)
-        try:
-            problem = vmalert_dry_run(binary, tmp)
-            if problem:
-                raise StackproofError(f"log rules {namespace!r} of {tenant}: {problem}")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        os.replace(tmp, path)
 
     def log_rules(self, tenant: str) -> dict[str, str]:
         d = self._rules_dir(tenant)
         return {p.stem: p.read_text() for p in sorted(d.glob("*.yml")) if p.stem != BASE_RULES}
 
     def delete_log_rules(self, tenant: str, namespace: str) -> None:
-        try:
-            path = self._rules_dir(tenant) / f"{check_namespace(namespace)}.yml"
-        except ValueError as exc:
-            raise StackproofError(f"log rules of {tenant}: {exc}") from None
-        path.unlink(missing_ok=True)
+        (self._rules_dir(tenant) / rule_file_name(tenant, namespace)).unlink(missing_ok=True)
 
     # -- teardown and status ---------------------------------------------
     def destroy(self, keep_data: bool = False) -> dict[str, str]:

@@ -23,7 +23,6 @@ import hashlib
 import ipaddress
 import json
 import secrets
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -33,7 +32,7 @@ from ...errors import ComponentError, StackproofError, one_line
 from ...releases import Release
 from ...binaries import BinaryResolver
 from ...components import LOGS_RULER, LOGS_STORE, ROLES, SIGNAL_ROLES, Component, by_role
-from ...components.vmalert import BASE_RULES, check_groups, check_namespace, vmalert_dry_run
+from ...components.vmalert import BASE_RULES, checked_rule_file, rule_file_name
 from ...target import DEFAULT_LIMITS, Target, Tenant, logs_fields
 from ..base import READY, STARTING, STOPPING, SwapHook
 from ..common import declared_alerting, declared_durability, declared_otlp, new_tenants, state_root
@@ -605,15 +604,8 @@ class KubeDeployer(PlatformManifests):
     def set_log_rules(self, tenant: str, namespace: str, text: str) -> None:
         """Install (or replace) ``tenant``'s rule file ``namespace``; a bad file is refused in
         one line (what vmalert's own check says), and nothing is changed."""
-        try:
-            key = f"{check_namespace(namespace)}.yml"
-            groups = check_groups(text)
-        except ValueError as exc:
-            raise StackproofError(f"log rules {namespace!r} of {tenant}: {exc}") from None
+        key, groups = checked_rule_file(tenant, namespace, text, lambda: self._rules_checker(self._evaluator(tenant)))
         inst = self._evaluator(tenant)
-        problem = self._dry_run(inst, text)
-        if problem:
-            raise StackproofError(f"log rules {namespace!r} of {tenant}: {problem}")
         self.api.merge_patch("v1", "ConfigMap", f"{inst.name}{KEPT_SUFFIX}", self.namespace, {"data": {key: text}})
         self._sync_kept(inst, key, [g["name"] for g in groups])
 
@@ -626,26 +618,20 @@ class KubeDeployer(PlatformManifests):
     def delete_log_rules(self, tenant: str, namespace: str) -> None:
         """Remove ``tenant``'s rule file ``namespace`` (no error if there is none)."""
         inst = self._evaluator(tenant)
-        try:
-            key = f"{check_namespace(namespace)}.yml"
-        except ValueError as exc:
-            raise StackproofError(f"log rules of {tenant}: {exc}") from None
+        key = rule_file_name(tenant, namespace)
         if key not in self._kept_files(inst):
             return
         self.api.merge_patch("v1", "ConfigMap", f"{inst.name}{KEPT_SUFFIX}", self.namespace, {"data": {key: None}})
         self._sync_kept(inst, key, [])
 
-    def _dry_run(self, inst: Component, text: str) -> str:
-        """What the instance's vmalert version says is wrong with ``text`` ('-dryRun'), or ""."""
-        binary = self.rules_checker
-        if binary is None:
-            sts = self._live_statefulset(inst)
-            version = (sts["metadata"].get("labels") or {}).get("app.kubernetes.io/version")
-            binary = BinaryResolver(progress=self.say).resolve(inst.spec, version).path
-        with tempfile.TemporaryDirectory(prefix="stackproof-rules-") as d:
-            path = Path(d) / "rules.yml"
-            path.write_text(text)
-            return vmalert_dry_run(Path(binary), path)
+    def _rules_checker(self, inst: Component) -> Path:
+        """The vmalert binary that checks a rule file: ``rules_checker``, else the instance's own
+        version (built or cached)."""
+        if self.rules_checker is not None:
+            return self.rules_checker
+        sts = self._live_statefulset(inst)
+        version = (sts["metadata"].get("labels") or {}).get("app.kubernetes.io/version")
+        return BinaryResolver(progress=self.say).resolve(inst.spec, version).path
 
     def _sync_kept(self, inst: Component, key: str, groups: list[str]) -> None:
         """Make the kubelet put the kept files into the instance's pod now (an annotation with
