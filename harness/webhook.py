@@ -87,7 +87,7 @@ class Receiver:
 
     def url(self, tenant: str) -> str:
         """Where ``tenant``'s Alertmanager sends."""
-        return f"{self.base_url}/hook/{tenant}"
+        return f"{self.hook_base}/hook/{tenant}"
 
     @property
     def hook_base(self) -> str:

@@ -146,11 +146,8 @@ class ClusterReceiver(Receiver):
 
     @property
     def hook_base(self) -> str:
+        """Where the Alertmanagers send (:meth:`url`): the in-cluster receiver."""
         return f"http://{NAME}.{self._namespace}.svc:{PORT}"
-
-    def url(self, tenant: str) -> str:
-        """Where ``tenant``'s Alertmanager sends: the in-cluster receiver."""
-        return f"{self.hook_base}/hook/{tenant}"
 
     def start(self) -> "ClusterReceiver":
         d = self.deployer_of()
