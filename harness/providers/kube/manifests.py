@@ -469,15 +469,16 @@ class PlatformManifests:
         for sub in shape.scratch:
             volumes.append({"name": sub, "emptyDir": {}})
             mounts.append({"name": sub, "mountPath": str(ROOT / sub)})
-        for i, sub in enumerate(shape.host_dirs):
-            assert self.host_dir is not None, f"{c.name} runs only where the node shares a host directory"
-            volumes.append({"name": f"host-{i}", "hostPath": {"path": self.host_path(sub),
-                                                              "type": "DirectoryOrCreate"}})
-            mounts.append({"name": f"host-{i}", "mountPath": str(ROOT / "data" / sub)})
-        for i, sub in enumerate(shape.shared_dirs if self.host_dir is not None else ()):
-            volumes.append({"name": f"shared-{i}", "hostPath": {"path": self.host_path(sub),
-                                                                "type": "DirectoryOrCreate"}})
-            mounts.append({"name": f"shared-{i}", "mountPath": str(ROOT / "data" / sub), "readOnly": True})
+        assert self.host_dir is not None or not shape.host_dirs, f"{c.name} runs only where the node shares files"
+        # directories of this machine: the ones the component writes, and the ones it only reads (mounted
+        # where the node shares this machine's files, left out elsewhere)
+        for kind, subs, read_only in (("host", shape.host_dirs, False),
+                                      ("shared", shape.shared_dirs if self.host_dir is not None else (), True)):
+            for i, sub in enumerate(subs):
+                volumes.append({"name": f"{kind}-{i}", "hostPath": {"path": self.host_path(sub),
+                                                                    "type": "DirectoryOrCreate"}})
+                mounts.append({"name": f"{kind}-{i}", "mountPath": str(ROOT / "data" / sub)}
+                              | ({"readOnly": True} if read_only else {}))
         kept = c.cluster_kept(ctx) if ctx is not None else None
         if kept is not None:
             volumes.append({"name": "kept", "configMap": {"name": f"{c.name}{KEPT_SUFFIX}"}})
