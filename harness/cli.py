@@ -33,7 +33,7 @@ from pathlib import Path
 
 from . import __version__
 from .binaries import BinaryResolver, cache_dir, override_var
-from .leaks import find_leaks, secrets_of
+from .leaks import files_under, find_leaks, secrets_of
 from .components import S3Server, release_builds
 from .errors import ComponentError, ConfigError, StackproofError
 from .load import Objectives, Search, run_load
@@ -455,8 +455,7 @@ def provisioned(provider_name: str, results: Path, *, target_file: str | None = 
             elif owned:
                 provider.collect_artifacts(results / "artifacts")
             # whatever the provider and --keep: what the run wrote last (JUnit, Allure, reports, logs)
-            got.leaks = (find_leaks(sorted(p for p in results.rglob("*") if p.is_file()), secrets_of(target))
-                         if target else [])
+            got.leaks = find_leaks(files_under(results), secrets_of(target)) if target else []
         finally:
             if owned and not keep:
                 provider.destroy()

@@ -47,15 +47,18 @@ def test_needs_control(platform_control):
 """
 
 
-def run_pytest(where: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``pytest ARGS`` in ``where``, with only the stackproof plugin (and xdist, for ``-n``) loaded."""
+def run_pytest(where: Path, *args: str, timeout: float = 120, plugins: tuple[str, ...] = ()) -> \
+        subprocess.CompletedProcess:
+    """``pytest ARGS`` in ``where``, with only the stackproof plugin (and xdist, for ``-n``, and
+    ``plugins``) loaded."""
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
            "STACKPROOF_STATE": str(where / "state")}
     for var in ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):
         env.pop(var, None)
-    plugins = ["-p", "fixtures.plugin"] + (["-p", "xdist.plugin"] if "-n" in args else [])
-    return subprocess.run([sys.executable, "-m", "pytest", *plugins, "-p", "no:cacheprovider", "-rA",
+    loaded = ["fixtures.plugin", *(["xdist.plugin"] if "-n" in args else []), *plugins]
+    return subprocess.run([sys.executable, "-m", "pytest", *(w for p in loaded for w in ("-p", p)),
+                           "-p", "no:cacheprovider", "-rA",
                            "--rootdir", str(where), *args], cwd=where, env=env, capture_output=True, text=True,
                           timeout=timeout)
 

@@ -32,31 +32,19 @@ from pathlib import Path
 
 import pytest
 
+from harness.leaks import files_under
 from harness.target import Target, Tenant
 
+from . import test_no_skip as no_skip
 from .conftest import REPO, run_cli
 from .standin_gateway import StandinGateway
 
-PLUGINS = ["-p", "fixtures.plugin", "-p", "reports.plugin", "-p", "allure_pytest.plugin", "-p", "pytest_timeout"]
-
-
-def _env(state: Path) -> dict:
-    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "STACKPROOF_STATE": str(state),
-           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
-    for var in ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):
-        env.pop(var, None)
-    return env
+# the reports plugin (its last scan), Allure's and the timeout's besides the stackproof plugin
+PLUGINS = ("reports.plugin", "allure_pytest.plugin", "pytest_timeout")
 
 
 def run_pytest(cwd: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    """``pytest ARGS`` in a subprocess with the stackproof, reports, Allure and timeout plugins only."""
-    return subprocess.run([sys.executable, "-m", "pytest", *PLUGINS, "-p", "no:cacheprovider", "-rA",
-                           "--rootdir", str(cwd), *args], cwd=cwd, env=_env(cwd / "state"), capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def _files(*dirs: Path) -> list[Path]:
-    return [p for d in dirs if d.exists() for p in ([d] if d.is_file() else sorted(d.rglob("*"))) if p.is_file()]
+    return no_skip.run_pytest(cwd, *args, timeout=timeout, plugins=PLUGINS)
 
 
 # -- every route is a write or says its reads -------------------------------------------------------
@@ -158,9 +146,9 @@ def test_an_echoed_token_fails_the_run_and_reaches_no_file_the_harness_writes(tm
     assert "3 failed" in out and "3 errors" in out, out[-4000:]
     assert "the platform sent a secret back: GET /prometheus/api/v1/query -> 500: the response body holds " \
            "tenant tenant-a's token" in out, out[-4000:]
-    written = _files(junit, allure_dir, results)
+    written = files_under(junit, allure_dir, results)
     assert junit in written and results / "report.json" in written and any(p.suffix == ".json" for p in
-                                                                           _files(allure_dir)), written
+                                                                           files_under(allure_dir)), written
     for t in echoing_target.tenants:
         assert t.token not in out, "a token in the run's output"
         assert not [p for p in written if t.token.encode() in p.read_bytes()], "a token in a file the harness wrote"

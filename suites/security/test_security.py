@@ -23,7 +23,7 @@ from harness.clients.alerting import Alertmanager, RuleGroups
 from harness.clients.otlp import OTLPClient
 from fixtures.defects import known_defect
 from harness.errors import StackproofError
-from harness.leaks import find_leaks, secrets_of
+from harness.leaks import files_under, find_leaks, secrets_of
 from harness.target import Tenant
 from harness.tls import make_ca
 
@@ -520,14 +520,9 @@ def _files_to_scan(config, target, scratch: Path) -> list[Path]:
     elif target.provider in COLLECTING_PROVIDERS:
         provider = get_provider(target.provider, platform=target.name, target_file=target.path)
         files += [p for p in provider.collect_artifacts(scratch) if p.is_file()]
-    for opt in ("allure_report_dir", "stackproof_results"):
-        d = getattr(config.option, opt, None)
-        if d and Path(d).is_dir():
-            files += sorted(p for p in Path(d).rglob("*") if p.is_file())
-    junit = getattr(config.option, "xmlpath", None)
-    if junit and Path(junit).is_file():
-        files.append(Path(junit))
-    return files
+    # what this run has written so far (the reports plugin scans the same again once all is written)
+    return files + files_under(*(getattr(config.option, o, None) for o in ("allure_report_dir", "stackproof_results",
+                                                                           "xmlpath")))
 
 
 def test_no_secret_appears_in_any_log_report_or_attachment(target, pytestconfig, check, tmp_path):
