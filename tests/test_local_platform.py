@@ -239,7 +239,7 @@ def test_a_store_that_exits_during_a_test_is_named_with_the_request_before(state
                         "-q", f"--rootdir={REPO}"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stdout[-3000:]
     said = [ln for ln in r.stdout.splitlines() if "exited during this test" in ln]
-    assert said and said[0].split("exited during this test")[0].endswith("victorialogs "), r.stdout[-3000:]
+    assert said and said[0].split("exited during this test")[0].endswith("victorialogs (logs-store) "), r.stdout[-3000:]
     assert "the last requests before: POST /insert/loki/api/v1/push -> 502" in said[0], said[0]
     assert not [d for d in state_dir.glob("pytest-*")], "the run's platform is gone"
 
